@@ -1,0 +1,95 @@
+"""Every AnnData slot name and table column name used by tissuegraph lives here and nowhere else.
+
+The graph keys match squidpy's (``squidpy._constants._pkg_constants.Key``) so that ``squidpy.gr.*``
+functions work on tissuegraph's cells AnnData directly.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+
+class obsm:
+    spatial = "spatial"  # centroids in level-0 pixels (x, y), same as squidpy / scanpy
+
+    @staticmethod
+    def rep(name: str) -> str:
+        """Key of a representation in the samples AnnData, ``X_<name>``."""
+        return name if name.startswith("X_") else f"X_{name}"
+
+    structural = "X_structural"
+    # Samples AnnData: sparse (n_samples x n_cells) CSR membership of cells in samples (1.0 = member).
+    # Columns follow ``uns[uns.membership]['obs_names']`` (the cells' obs_names at construction time).
+    membership = "cells"
+
+
+class uns:
+    spatial = "spatial"  # {'mpp': float, 'slides': {...}} (tissuegraph metadata, scanpy-style)
+    tissuegraph = "tissuegraph"  # provenance: version and parameters of every step
+    # Samples AnnData: {'obs_names': cells' obs_names (columns of obsm[obsm.membership]), 'params': {...}}
+    membership = "cells"
+
+    @staticmethod
+    def spatial_neighbors(key_added: str = "spatial") -> str:
+        return f"{key_added}_neighbors"
+
+    @staticmethod
+    def feature_names(rep: str) -> str:
+        """Column names of ``obsm[rep]`` (AnnData cannot name obsm columns of an ndarray)."""
+        rep = obsm.rep(rep)
+        return f"{rep}_names"
+
+
+class obsp:
+    @staticmethod
+    def connectivities(key_added: str = "spatial") -> str:
+        return f"{key_added}_connectivities"
+
+    @staticmethod
+    def distances(key_added: str = "spatial") -> str:
+        return f"{key_added}_distances"
+
+
+class obs:
+    slide = "slide"
+    tile = "tile"
+    cell_type = "cell_type"
+    region = "region"
+    nucleus_id = "nucleus_id"
+    sample = "sample"
+    label = "label"
+    patient = "patient"
+    batch = "batch"
+    # Samples AnnData geometry columns (written by the tg.graph.*_samples constructors)
+    sample_kind = "sample_kind"  # 'grid' | 'region' | 'spot' | 'image' | 'group'
+    n_cells = "n_cells"  # member cells
+    area_um2 = "area_um2"  # sample area in µm² (patch, spot, polygon, or convex hull of the cells)
+    bbox = ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")  # grid patch, level-0 px, half-open
+    diameter_um = "diameter_um"  # spot diameter
+    geometry = "geometry_wkt"  # region polygon as WKT, level-0 px (pixel-centre convention)
+    name = "name"  # region name (QuPath ``properties.name``)
+
+
+# Columns of the nucleus table produced by ``tg.seg.nuclei`` (a pandas DataFrame).
+nuclei = SimpleNamespace(
+    id="nucleus_id",  # global unique id, 1..N (0 is background in label images)
+    x="x",  # centroid, level-0 px
+    y="y",
+    bbox=("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"),  # level-0 px, half-open [x0, x1)
+    area_px="area_px",  # area in segmentation-resolution pixels
+    area_um2="area_um2",  # area in µm² (NaN when µm/px is unknown)
+    contour="contour",  # (n, 2) float32 polygon (x, y) in level-0 px through pixel corners
+    tile="tile",  # index of the owning tile
+    score="score",  # detection probability, NaN when the method has none
+    slide="slide",
+    cell_type="cell_type",
+)
+
+# Columns of the ground-truth nucleus table written next to a synthetic slide.
+truth = SimpleNamespace(
+    id="nucleus_id",
+    x="x",
+    y="y",
+    cell_type="cell_type",
+    region="region",
+)
