@@ -55,3 +55,27 @@ def progress(iterable: Iterable[T], *, total: int | None = None, desc: str | Non
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False)
+
+
+class _NullBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def progress_bar(*, total: int, desc: str | None = None, enabled: bool | None = None, unit: str = "it"):
+    """A manual tqdm bar (``update``/``close``, context manager), or a no-op one when disabled."""
+    enabled = settings.progress if enabled is None else enabled
+    if not enabled:
+        return _NullBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False)

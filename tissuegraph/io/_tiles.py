@@ -1,8 +1,8 @@
 """Tiles at a target µm/px, tissue only, with exact ownership of level-0 space.
 
 Geometry (see docs/architecture.md): with ``stride = size - overlap`` target pixels and ``scale``
-level-0 px per target px, the grid boundaries are ``b_i = round(i * stride * scale)`` (the last one is
-the slide edge).  Tile ``(row, col)`` *owns* the level-0 core ``[bx_col, bx_col+1) x [by_row, by_row+1)``;
+level-0 px per target px, the grid boundaries are ``b_i = i * stride * scale`` in level-0 *edge*
+coordinates (the last one is the slide edge).  Tile ``(row, col)`` *owns* the level-0 core ``[bx_col, bx_col+1) x [by_row, by_row+1)``;
 cores partition the slide exactly, so every point belongs to exactly one tile.  The tile image covers
 ``size`` target px starting ``overlap // 2`` target px before its core, giving context on all sides.
 """
@@ -33,7 +33,7 @@ class TileSpec:
     y0: float
     scale: float  # level-0 px per tile px
     size: tuple[int, int]  # (width, height) of the tile image in target px
-    core: tuple[int, int, int, int]  # owned level-0 box (x0, y0, x1, y1), half-open
+    core: tuple[float, float, float, float]  # owned level-0 box (x0, y0, x1, y1), edge coords, half-open
     level: int  # pyramid level the pixels are read from
     tissue_fraction: float = 1.0
 
@@ -144,12 +144,10 @@ class TileGrid:
 
 
 def _bounds(extent0: int, stride: int, scale: float) -> np.ndarray:
-    n = max(1, math.ceil(extent0 / (stride * scale)))
-    b = np.round(np.arange(n + 1) * stride * scale).astype(np.int64)
-    b[-1] = extent0
-    # rounding can make the second-to-last boundary reach the edge: drop empty cells
-    keep = np.concatenate([[True], np.diff(b) > 0])
-    return b[keep]
+    n = max(1, math.ceil(extent0 / (stride * scale) - 1e-9))
+    b = np.arange(n + 1, dtype=np.float64) * (stride * scale)
+    b[-1] = float(extent0)
+    return b
 
 
 def _overlap_matrix(edges_a: np.ndarray, edges_b: np.ndarray) -> np.ndarray:
@@ -234,7 +232,7 @@ def tile_grid(slide, *, mpp: float | None = 0.5, size: int = 1024, overlap: int 
             specs.append(TileSpec(index=len(specs), row=r, col=c,
                                   x0=float(xb[c] - half * scale), y0=float(yb[r] - half * scale),
                                   scale=scale, size=(size, size),
-                                  core=(int(xb[c]), int(yb[r]), int(xb[c + 1]), int(yb[r + 1])),
+                                  core=(float(xb[c]), float(yb[r]), float(xb[c + 1]), float(yb[r + 1])),
                                   level=level, tissue_fraction=f))
     grid = TileGrid(specs, xb, yb, None if mpp is None else float(mpp), scale, size, overlap, (w0, h0),
                     params=dict(mpp=mpp, size=size, overlap=overlap, min_tissue=min_tissue,

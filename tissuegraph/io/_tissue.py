@@ -93,12 +93,27 @@ class TissueMask:
 def _otsu(values: np.ndarray) -> float:
     from skimage.filters import threshold_otsu
 
-    if values.size == 0 or np.ptp(values) == 0:
-        return float(values.max()) if values.size else 0.0
+    if values.size == 0 or np.ptp(values) < 0.02:
+        return -np.inf  # a uniform image has no two classes: the caller's lower bound decides
     return float(threshold_otsu(values))
 
 
-def tissue_mask(slide, *, mask_mpp: float = 8.0, method: str = "auto", min_area_um2: float = 20_000.0,
+def _fill_inner_holes(mask: np.ndarray, max_px: int) -> np.ndarray:
+    """Fill background components of at most ``max_px`` pixels that do not touch the image border."""
+    from scipy import ndimage as ndi
+
+    lab, n = ndi.label(~mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(lab.ravel(), minlength=n + 1)
+    border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+    fill = sizes <= max_px
+    fill[0] = False
+    fill[border] = False
+    return mask | fill[lab]
+
+
+def tissue_mask(slide, *, mask_mpp: float = 8.0, method: str = "auto", min_area_um2: float = 5_000.0,
                 max_hole_um2: float = 200_000.0, smooth_um: float = 16.0, threshold: float | None = None,
                 max_side: int = 4096) -> TissueMask:
     """Find tissue on a low-resolution view of ``slide``.
@@ -182,7 +197,7 @@ def tissue_mask(slide, *, mask_mpp: float = 8.0, method: str = "auto", min_area_
     r = max(1, int(round(smooth_um / px_um)))
     if mask.any():
         mask = ndi.binary_closing(np.pad(mask, r), structure=morphology.disk(r))[r:-r, r:-r]
-        mask = morphology.remove_small_holes(mask, max_size=max(1, int(max_hole_um2 / px_area)))
+        mask = _fill_inner_holes(mask, max(1, int(max_hole_um2 / px_area)))
         mask = morphology.remove_small_objects(mask, max_size=max(0, int(min_area_um2 / px_area)))
     params.update(method=method, threshold_used=t_used, mask_px_um=px_um)
     tm = TissueMask(mask, (w0, h0), params)

@@ -214,15 +214,16 @@ class SlideWriter:
     def close(self) -> None:
         if self._closed:
             return
+        if self._rows_written != self.shape[0]:
+            self.abort()
+            raise InputError(f"Only {self._rows_written} of {self.shape[0]} rows were written; the "
+                             f"incomplete TIFF {self.path} was removed.")
         self._closed = True
         try:
             self._queue.put(None)
             self._thread.join()
             if self._error is not None:
                 raise self._error
-            if self._rows_written != self.shape[0]:
-                raise InputError(f"Only {self._rows_written} of {self.shape[0]} rows were written; "
-                                 "the TIFF is incomplete.")
             prev = self._next_level
             for level in range(1, self.n_levels):
                 nxt = None
@@ -233,6 +234,10 @@ class SlideWriter:
                                 **self._page_kwargs(level))
                 del prev
                 prev = nxt
+        except BaseException:
+            self._tif.close()
+            self.path.unlink(missing_ok=True)  # never leave a half-written slide behind
+            raise
         finally:
             self._tif.close()
             self._next_level = None
