@@ -51,6 +51,7 @@ __all__ = ["label_contours", "rasterize_contours", "tile_offset", "polygon_area"
 # Edge directions in (d_row, d_col) on the corner grid: 0 = +x, 1 = +y, 2 = -x, 3 = -y.
 _DI = np.array([0, 1, 0, -1], dtype=np.int64)
 _DJ = np.array([1, 0, -1, 0], dtype=np.int64)
+_DENSE_MAP_MAX = 2 ** 25  # corner-direction keys up to which a dense edge map is used (128 MiB)
 
 
 def tile_offset(origin: Sequence[float], scale: float = 1.0) -> tuple[float, float]:
@@ -150,16 +151,57 @@ def label_contours(labels: np.ndarray, *, ids: Sequence[int] | np.ndarray | None
         # Other labels do not change these labels' boundaries: blank them to skip their edges.
         keep = np.isin(labels, ids_arr)
         labels = np.where(keep, labels, 0)
-    if labels.size == 0 or not labels.any():
+    chains = _outer_chains(labels)
+    if chains is None:
         return {}
+    lab_ids, bounds, ci, cj, d = chains
+    # Keep only the corners where the direction changes.
+    g_start, g_end = bounds[:-1], bounds[1:]
+    prev_d = np.empty_like(d)
+    prev_d[1:] = d[:-1]
+    prev_d[g_start] = d[g_end - 1]
+    keep = d != prev_d
+    counts = np.add.reduceat(keep.astype(np.int64), g_start)
+    vx = (cj[keep] - 0.5) * scale + off[0]
+    vy = (ci[keep] - 0.5) * scale + off[1]
+    verts = np.stack([vx, vy], axis=1).astype(np.float32)
+    pieces = np.split(verts, np.cumsum(counts)[:-1])
+    by_label = dict(zip(lab_ids.tolist(), pieces))
+    if ids is None:
+        return by_label
+    return {int(k): by_label[int(k)] for k in ids_arr}
 
+
+def _outer_chains(labels: np.ndarray):
+    """Ordered crack edges of the outer boundary of every label (the engine of :func:`label_contours`).
+
+    Returns ``None`` for an image without objects, else ``(ids, bounds, ci, cj, d)``: ``ids`` the
+    labels (ascending); the edges of ``ids[k]`` are ``bounds[k]:bounds[k+1]``, in boundary order
+    starting at the top-left corner; edge ``e`` starts at corner ``(ci[e], cj[e])`` (the top-left
+    corner of pixel ``(ci, cj)``) and runs in direction ``d[e]`` (0 = +x, 1 = +y, 2 = -x, 3 = -y).
+    """
+    if labels.size == 0 or not labels.any():
+        return None
     h, w = labels.shape
     ci, cj, d, lab = _crack_edges(labels)
+    n_edges = len(ci)
     n_cols = w + 1
     key = (ci * n_cols + cj) * 4 + d  # unique per edge (a corner and direction fix the left pixel)
-    order = np.argsort(key, kind="stable")
-    key, ci, cj, d, lab = key[order], ci[order], cj[order], d[order], lab[order]
-    n_edges = len(key)
+    n_keys = 4 * (h + 1) * n_cols
+    if n_keys <= _DENSE_MAP_MAX:
+        # dense key -> edge map: O(1) look-ups
+        emap = np.full(n_keys, -1, dtype=np.int32)
+        emap[key] = np.arange(n_edges, dtype=np.int32)
+
+        def lookup(k: np.ndarray) -> np.ndarray:
+            return emap[k].astype(np.int64)
+    else:  # huge images: binary search in the sorted keys
+        korder = np.argsort(key)
+        skey = key[korder]
+
+        def lookup(k: np.ndarray) -> np.ndarray:
+            pos = np.minimum(np.searchsorted(skey, k), n_edges - 1)
+            return np.where(skey[pos] == k, korder[pos], -1)
 
     # Successor: at the end corner, the first existing edge of the same label among right turn,
     # straight on, left turn.  Only at a "pinch" (two pixels of the label touching at a corner) are
@@ -169,19 +211,19 @@ def label_contours(labels: np.ndarray, *, ids: Sequence[int] | np.ndarray | None
     end_corner = (ei * n_cols + ej) * 4
     nxt = np.full(n_edges, -1, dtype=np.int64)
     for turn in (3, 0, 1):  # right, straight, left
-        todo = np.nonzero(nxt < 0)[0]
+        todo = np.flatnonzero(nxt < 0)
         if todo.size == 0:
             break
-        cand_key = end_corner[todo] + (d[todo] + turn) % 4
-        pos = np.searchsorted(key, cand_key)
-        pos_c = np.minimum(pos, n_edges - 1)
-        ok = (key[pos_c] == cand_key) & (lab[pos_c] == lab[todo])
-        nxt[todo[ok]] = pos_c[ok]
+        cand = lookup(end_corner[todo] + (d[todo] + turn) % 4)
+        ok = cand >= 0
+        ok[ok] = lab[cand[ok]] == lab[todo[ok]]
+        nxt[todo[ok]] = cand[ok]
     if (nxt < 0).any():  # pragma: no cover - impossible for a crack boundary
         raise RuntimeError("internal error: open crack boundary")
 
-    # Cycle id = smallest edge index on the cycle (pointer doubling; converges in log2(length) steps).
-    cyc = np.arange(n_edges, dtype=np.int64)
+    # Start of every cycle = its edge with the smallest key (the top-left corner, going +x), found by
+    # pointer doubling: converges in log2(cycle length) steps.
+    cyc = key.copy()
     jump = nxt.copy()
     while True:
         new = np.minimum(cyc, cyc[jump])
@@ -189,12 +231,13 @@ def label_contours(labels: np.ndarray, *, ids: Sequence[int] | np.ndarray | None
             break
         cyc = new
         jump = jump[jump]
+    start = lookup(cyc)  # start edge of each edge's cycle
 
     # Rank within the cycle, from the start edge (list ranking, Wyllie's pointer jumping).
-    last = nxt == cyc
+    last = nxt == start
     link = np.where(last, -1, nxt)
     dist = (~last).astype(np.int64)  # steps to the last edge of the cycle
-    active = np.nonzero(link >= 0)[0]
+    active = np.flatnonzero(link >= 0)
     while active.size:
         tgt = link[active]
         dist[active] += dist[tgt]
@@ -202,47 +245,32 @@ def label_contours(labels: np.ndarray, *, ids: Sequence[int] | np.ndarray | None
         active = active[link[active] >= 0]
 
     # Twice the signed area of every cycle (exact integer arithmetic on the corner grid, x=j, y=i).
-    cross = cj * ei - ej * ci
-    starts = np.unique(cyc)
-    area2 = np.bincount(np.searchsorted(starts, cyc), weights=cross.astype(np.float64),
-                        minlength=len(starts))
+    cross = (cj * ei - ej * ci).astype(np.float64)
+    area2 = np.bincount(start, weights=cross, minlength=n_edges)
+    size = np.bincount(start, minlength=n_edges)
+    starts = np.flatnonzero(size)  # one per cycle
     cyc_label = lab[starts]
-    # Per label: the cycle with the largest area (outer boundaries are positive, holes negative).
-    pick = np.lexsort((starts, -area2, cyc_label))
+    # Per label: the cycle with the largest area (outer boundaries are positive, holes negative);
+    # ties: the cycle starting first in row-major order.
+    pick = np.lexsort((key[starts], -area2[starts], cyc_label))
     cl = cyc_label[pick]
     first = np.ones(len(pick), dtype=bool)
     first[1:] = cl[1:] != cl[:-1]
-    chosen = starts[pick[first]]  # cycle ids, ordered by label
+    chosen = starts[pick[first]]  # start edges, ordered by label
     chosen_labels = cyc_label[pick[first]]
 
-    sel = np.isin(cyc, chosen)
-    e = np.nonzero(sel)[0]
-    # Order: by chosen cycle, then from the start edge along the cycle (dist decreasing).
-    cyc_pos = np.searchsorted(chosen, cyc[e], sorter=np.argsort(chosen))
-    o = np.lexsort((-dist[e], cyc_pos))
-    e = e[o]
-    grp = cyc_pos[o]
-    de = d[e]
-    bounds = np.flatnonzero(np.r_[True, grp[1:] != grp[:-1], True])
-    g_start, g_end = bounds[:-1], bounds[1:]
-    prev_d = np.empty_like(de)
-    prev_d[1:] = de[:-1]
-    prev_d[g_start] = de[g_end - 1]
-    keep = de != prev_d
-    # Group sizes after dropping collinear vertices.
-    counts = np.add.reduceat(keep.astype(np.int64), g_start)
-    vx = (cj[e][keep] - 0.5) * scale + off[0]
-    vy = (ci[e][keep] - 0.5) * scale + off[1]
-    verts = np.stack([vx, vy], axis=1).astype(np.float32)
-    pieces = np.split(verts, np.cumsum(counts)[:-1])
-    # Map back from "sorted by cycle order" to labels.
-    order_chosen = np.argsort(chosen)
-    by_label = {int(chosen_labels[k]): None for k in range(len(chosen))}
-    for rank, k in enumerate(order_chosen):
-        by_label[int(chosen_labels[k])] = pieces[rank]
-    if ids is None:
-        return {int(k): by_label[int(k)] for k in np.sort(chosen_labels)}
-    return {int(k): by_label[int(k)] for k in ids_arr}
+    # Scatter the edges of the chosen cycles: label order, then along the cycle from its start.
+    lengths = size[chosen]
+    bounds = np.zeros(len(chosen) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=bounds[1:])
+    slot = np.full(n_edges, -1, dtype=np.int64)
+    slot[chosen] = bounds[:-1]
+    base = slot[start]
+    e = np.flatnonzero(base >= 0)
+    pos = base[e] + (size[start[e]] - 1 - dist[e])
+    order = np.empty(bounds[-1], dtype=np.int64)
+    order[pos] = e
+    return chosen_labels, bounds, ci[order], cj[order], d[order]
 
 
 def _as_polygons(contours: Any, ids: Any) -> tuple[list[np.ndarray], np.ndarray]:
@@ -273,6 +301,62 @@ def _as_polygons(contours: Any, ids: Any) -> tuple[list[np.ndarray], np.ndarray]
             raise InputError(f"contour {k} (id {ids_arr[k]}) contains NaN or infinite coordinates.")
         out.append(a)
     return out, ids_arr.astype(np.int64)
+
+
+def _polygon_pixels(polys: list[np.ndarray], ids_arr: np.ndarray, h: int, w: int, off: np.ndarray,
+                    scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices (row-major in an (h, w) array) of the pixels whose centre is inside each polygon,
+    and the id of that polygon, in polygon order (pixels of overlapping polygons appear twice)."""
+    empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=ids_arr.dtype))
+    if not polys or h == 0 or w == 0:
+        return empty
+    n_v = np.array([len(p) for p in polys], dtype=np.int64)
+    valid = n_v >= 3
+    if not valid.any():
+        return empty
+    vpolys = [p for p, v in zip(polys, valid) if v]
+    pid = np.repeat(np.nonzero(valid)[0], n_v[valid])
+    pts = (np.concatenate(vpolys) - off) / scale  # pixel coordinates, centres at integers
+    # Edge k goes from vertex k to vertex k+1 of the same polygon (wrapping around).
+    n_valid = n_v[valid]
+    first = np.cumsum(np.r_[0, n_valid[:-1]])
+    nxt = np.arange(len(pts)) + 1
+    nxt[first + n_valid - 1] = first
+    x0, y0 = pts[:, 0], pts[:, 1]
+    x1, y1 = pts[nxt, 0], pts[nxt, 1]
+    # Rows crossed (half-open in y): centre row v with min(y) <= v < max(y).
+    ylo, yhi = np.minimum(y0, y1), np.maximum(y0, y1)
+    v0 = np.maximum(np.ceil(ylo), 0).astype(np.int64)
+    v1 = np.minimum(np.ceil(yhi), h).astype(np.int64)  # exclusive
+    n_rows = np.maximum(v1 - v0, 0)
+    # Crossings with rows outside the array are not needed: spans are per row.
+    sel = np.nonzero(n_rows > 0)[0]
+    if sel.size == 0:
+        return empty
+    reps = n_rows[sel]
+    e = np.repeat(sel, reps)
+    starts = np.cumsum(reps) - reps
+    v = v0[e] + (np.arange(len(e)) - np.repeat(starts, reps))
+    t = (v - y0[e]) / (y1[e] - y0[e])
+    xc = x0[e] + t * (x1[e] - x0[e])
+    p_of = pid[e]
+    o = np.lexsort((xc, v, p_of))
+    xc, v, p_of = xc[o], v[o], p_of[o]
+    # Every (polygon, row) group holds an even number of crossings: pair them up.
+    xa, xb = xc[0::2], xc[1::2]
+    vv, pp = v[0::2], p_of[0::2]
+    ua = np.maximum(np.ceil(xa), 0).astype(np.int64)
+    ub = np.minimum(np.ceil(xb), w).astype(np.int64)  # exclusive
+    length = ub - ua
+    ok = length > 0
+    ua, length, vv, pp = ua[ok], length[ok], vv[ok], pp[ok]
+    if ua.size == 0:
+        return empty
+    total = int(length.sum())
+    span_start = np.cumsum(length) - length
+    flat = np.repeat(vv * w + ua - span_start, length) + np.arange(total)
+    vals = ids_arr[np.repeat(pp, length)]
+    return flat, vals
 
 
 def rasterize_contours(contours: Mapping[int, np.ndarray] | Sequence[np.ndarray], shape: tuple[int, int], *,
@@ -322,57 +406,10 @@ def rasterize_contours(contours: Mapping[int, np.ndarray] | Sequence[np.ndarray]
     if dtype is None:
         dtype = np.int32 if (ids_arr.size == 0 or ids_arr.max() <= np.iinfo(np.int32).max) else np.int64
     out = np.zeros((h, w), dtype=dtype)
-    if not polys or h == 0 or w == 0:
-        return out
 
-    n_v = np.array([len(p) for p in polys], dtype=np.int64)
-    valid = n_v >= 3
-    if not valid.any():
-        return out
-    polys = [p for p, v in zip(polys, valid) if v]
-    pid = np.repeat(np.nonzero(valid)[0], n_v[valid])
-    pts = (np.concatenate(polys) - off) / scale  # pixel coordinates, centres at integers
-    # Edge k goes from vertex k to vertex k+1 of the same polygon (wrapping around).
-    n_valid = n_v[valid]
-    first = np.cumsum(np.r_[0, n_valid[:-1]])
-    nxt = np.arange(len(pts)) + 1
-    nxt[first + n_valid - 1] = first
-    x0, y0 = pts[:, 0], pts[:, 1]
-    x1, y1 = pts[nxt, 0], pts[nxt, 1]
-    # Rows crossed (half-open in y): centre row v with min(y) <= v < max(y).
-    ylo, yhi = np.minimum(y0, y1), np.maximum(y0, y1)
-    v0 = np.maximum(np.ceil(ylo), 0).astype(np.int64)
-    v1 = np.minimum(np.ceil(yhi), h).astype(np.int64)  # exclusive
-    n_rows = np.maximum(v1 - v0, 0)
-    # Crossings with rows outside the array are not needed: spans are per row.
-    sel = np.nonzero(n_rows > 0)[0]
-    if sel.size == 0:
-        return out
-    reps = n_rows[sel]
-    e = np.repeat(sel, reps)
-    starts = np.cumsum(reps) - reps
-    v = v0[e] + (np.arange(len(e)) - np.repeat(starts, reps))
-    t = (v - y0[e]) / (y1[e] - y0[e])
-    xc = x0[e] + t * (x1[e] - x0[e])
-    p_of = pid[e]
-    o = np.lexsort((xc, v, p_of))
-    xc, v, p_of = xc[o], v[o], p_of[o]
-    # Every (polygon, row) group holds an even number of crossings: pair them up.
-    xa, xb = xc[0::2], xc[1::2]
-    vv, pp = v[0::2], p_of[0::2]
-    ua = np.maximum(np.ceil(xa), 0).astype(np.int64)
-    ub = np.minimum(np.ceil(xb), w).astype(np.int64)  # exclusive
-    length = ub - ua
-    ok = length > 0
-    ua, length, vv, pp = ua[ok], length[ok], vv[ok], pp[ok]
-    if ua.size == 0:
-        return out
-    total = int(length.sum())
-    span_start = np.cumsum(length) - length
-    flat = np.repeat(vv * w + ua - span_start, length) + np.arange(total)
-    vals = ids_arr[np.repeat(pp, length)]
+    flat, vals = _polygon_pixels(polys, ids_arr, h, w, off, scale)
     # Spans are in polygon order; make "later polygon wins" explicit where they overlap.
-    if len(polys) > 1 and np.bincount(flat, minlength=h * w).max() > 1:
+    if len(polys) > 1 and flat.size and np.bincount(flat, minlength=h * w).max() > 1:
         uniq, last = np.unique(flat[::-1], return_index=True)
         flat, vals = uniq, vals[::-1][last]
     out.ravel()[flat] = vals

@@ -26,6 +26,7 @@ class obsm:
 class uns:
     spatial = "spatial"  # {'mpp': float, 'slides': {...}} (tissuegraph metadata, scanpy-style)
     tissuegraph = "tissuegraph"  # provenance: version and parameters of every step
+    nuclei_features = "nuclei_features"  # {'params': {...}} of tg.feat.nuclei_features
     # Samples AnnData: {'obs_names': cells' obs_names (columns of obsm[obsm.membership]), 'params': {...}}
     membership = "cells"
 
@@ -48,6 +49,12 @@ class obsp:
     @staticmethod
     def distances(key_added: str = "spatial") -> str:
         return f"{key_added}_distances"
+
+
+class var:
+    unit = "unit"  # physical unit of a feature column ('µm', 'µm²', 'OD', 'dimensionless', ...)
+    group = "group"  # feature group: 'shape', 'intensity', 'texture'
+    description = "description"
 
 
 class obs:
@@ -92,4 +99,19 @@ truth = SimpleNamespace(
     y="y",
     cell_type="cell_type",
     region="region",
+    area_px="area_px",  # pixels of the nucleus in the label image
+    gland_id="gland_id",  # gland the nucleus lines (0 = none)
+    major_axis_um="major_axis_um",  # drawn ellipse axes (before outline perturbation), µm
+    minor_axis_um="minor_axis_um",
+    orientation_rad="orientation_rad",  # major-axis angle from +x towards +y (image coordinates), [-pi/2, pi/2)
+)
+
+# Columns of the ground-truth gland table written next to a synthetic slide.
+truth_glands = SimpleNamespace(
+    id="gland_id",
+    x="x",  # centre, level-0 px
+    y="y",
+    radius_um="radius_um",  # mean outer (basal) radius
+    lumen_radius_um="lumen_radius_um",  # mean lumen radius
+    n_nuclei="n_nuclei",  # epithelial nuclei of the gland in the nucleus table
 )

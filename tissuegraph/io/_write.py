@@ -109,8 +109,7 @@ class SlideWriter:
             self._level_shapes.append((math.ceil(h / 2), math.ceil(w / 2), *self.shape[2:]))
         self._next_level = None
         if self.n_levels > 1:
-            self._next_level = np.lib.format.open_memmap(self._tmpdir / "level1.npy", mode="w+",
-                                                         dtype=self.dtype, shape=self._level_shapes[1])
+            self._next_level = _RawRows(self._tmpdir / "level1.raw", self._level_shapes[1], self.dtype)
         import tifffile
 
         self._tif = tifffile.TiffWriter(str(self.path), bigtiff=self._needs_bigtiff())
@@ -197,9 +196,7 @@ class SlideWriter:
                 raise InputError("Strip contains NaN or infinite values.")
             strip = strip.astype(self.dtype)
         if self._next_level is not None:
-            y1 = self._rows_written // 2
-            down = _downsample2(strip, self.resample)
-            self._next_level[y1:y1 + down.shape[0]] = down
+            self._next_level.append(_downsample2(strip, self.resample))
         self._rows_written += strip.shape[0]
         while True:
             try:
@@ -228,11 +225,11 @@ class SlideWriter:
             for level in range(1, self.n_levels):
                 nxt = None
                 if level + 1 < self.n_levels:
-                    nxt = np.lib.format.open_memmap(self._tmpdir / f"level{level + 1}.npy", mode="w+",
-                                                    dtype=self.dtype, shape=self._level_shapes[level + 1])
+                    nxt = _RawRows(self._tmpdir / f"level{level + 1}.raw", self._level_shapes[level + 1], self.dtype)
+                prev.finish()
                 self._tif.write(self._tiles_of(prev, nxt), shape=prev.shape, dtype=self.dtype,
                                 **self._page_kwargs(level))
-                del prev
+                prev.close()
                 prev = nxt
         except BaseException:
             self._tif.close()
@@ -240,17 +237,18 @@ class SlideWriter:
             raise
         finally:
             self._tif.close()
+            if self._next_level is not None:
+                self._next_level.close()
             self._next_level = None
             shutil.rmtree(self._tmpdir, ignore_errors=True)
 
-    def _tiles_of(self, arr: np.ndarray, nxt: np.ndarray | None):
+    def _tiles_of(self, arr: "_RawRows", nxt: "_RawRows | None"):
         ts = self.tile_size
         H, W = arr.shape[:2]
         for y in range(0, H, ts):
-            strip = np.asarray(arr[y:y + ts])
+            strip = arr.read(y, min(ts, H - y))
             if nxt is not None:
-                down = _downsample2(strip, self.resample)
-                nxt[y // 2:y // 2 + down.shape[0]] = down
+                nxt.append(_downsample2(strip, self.resample))
             for x in range(0, W, ts):
                 tile = strip[:, x:x + ts]
                 if tile.shape[0] < ts or tile.shape[1] < ts:
@@ -283,6 +281,39 @@ class SlideWriter:
             self.abort()
         else:
             self.close()
+
+
+class _RawRows:
+    """A temporary on-disk image written row-block by row-block and read back in strips.
+
+    Plain file I/O (not a memory map), so pages already written do not stay in the process's RSS.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype):
+        self.path, self.shape, self.dtype = Path(path), tuple(shape), np.dtype(dtype)
+        self._row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        self._fh = open(self.path, "w+b")
+        self._rows = 0
+
+    def append(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        n = min(block.shape[0], self.shape[0] - self._rows)  # odd heights: the last 2x block may overhang
+        self._fh.write(block[:n].tobytes())
+        self._rows += n
+
+    def finish(self) -> None:
+        if self._rows != self.shape[0]:
+            raise RuntimeError(f"pyramid level has {self._rows} of {self.shape[0]} rows")
+        self._fh.flush()
+
+    def read(self, y0: int, h: int) -> np.ndarray:
+        self._fh.seek(y0 * self._row_bytes)
+        buf = self._fh.read(h * self._row_bytes)
+        return np.frombuffer(buf, dtype=self.dtype).reshape((h, *self.shape[1:]))
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
 
 
 def _downsample2(strip: np.ndarray, how: str) -> np.ndarray:
