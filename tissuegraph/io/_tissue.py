@@ -118,8 +118,10 @@ def tissue_mask(slide, *, mask_mpp: float = 8.0, method: str = "auto", min_area_
                 max_side: int = 4096) -> TissueMask:
     """Find tissue on a low-resolution view of ``slide``.
 
-    Brightfield (``method='od'``): mean optical density, smoothed, thresholded with Otsu clipped to a
-    physically sensible band above the glass level (so slides that are all glass or all tissue work),
+    Brightfield (``method='od'``): tissue where the smoothed mean optical density *or* the saturation
+    exceeds its threshold (glass is bright and grey; pale stroma is faintly absorbing but coloured).
+    Each threshold is Otsu's, clipped to a physically sensible band above the background level (so
+    slides that are all glass or all tissue work),
     then morphological closing, holes smaller than ``max_hole_um2`` filled (gland lumens count as
     tissue) and objects smaller than ``min_area_um2`` removed.  Fluorescence (``'fluorescence'``): the
     same on intensity with a dark background.  ``'all'`` marks everything as tissue.
@@ -137,7 +139,8 @@ def tissue_mask(slide, *, mask_mpp: float = 8.0, method: str = "auto", min_area_
     min_area_um2, max_hole_um2, smooth_um
         Clean-up sizes in µm² / µm.
     threshold
-        Fixed threshold on the score (OD, or normalised intensity) instead of the automatic one.
+        Fixed threshold on the optical density (brightfield; the saturation test is then off) or on
+        the normalised intensity (fluorescence) instead of the automatic ones.
     """
     from scipy import ndimage as ndi
     from skimage import morphology
@@ -175,31 +178,41 @@ def tissue_mask(slide, *, mask_mpp: float = 8.0, method: str = "auto", min_area_
         else:
             border = np.concatenate([thumb[0], thumb[-1], thumb[:, 0], thumb[:, -1]]).mean(axis=-1)
             method = "fluorescence" if np.median(border) < 60 and np.median(thumb) < 60 else "od"
+    sigma = smooth_um / px_um / 2.0
+
+    def smooth(a):
+        return ndi.gaussian_filter(a, sigma) if sigma > 0.3 else a
+
+    def auto_threshold(score, base_max, band):
+        """Otsu, clipped to a band above the background level (robust to all-glass/all-tissue)."""
+        base = float(np.clip(np.percentile(score, 1), 0.0, base_max))
+        return float(np.clip(_otsu(score.ravel()), base + band[0], base + band[1]))
+
+    thresholds = {}
     if method == "od":
+        # brightfield: tissue absorbs (optical density) and is coloured (saturation); glass is neither.
         rgb = thumb[..., :3] if thumb.shape[2] >= 3 else np.repeat(thumb[..., :1], 3, axis=2)
-        score = -np.log10(np.clip(rgb, 1.0, 255.0) / 255.0).mean(axis=2)
+        od = smooth(-np.log10(np.clip(rgb, 1.0, 255.0) / 255.0).mean(axis=2))
+        mx, mn = rgb.max(axis=2), rgb.min(axis=2)
+        sat = smooth((mx - mn) / np.maximum(mx, 1.0))
+        thresholds["od"] = float(threshold) if threshold is not None else auto_threshold(od, 0.05, (0.02, 0.06))
+        thresholds["saturation"] = auto_threshold(sat, 0.03, (0.03, 0.08)) if threshold is None else np.inf
+        mask = (od > thresholds["od"]) | (sat > thresholds["saturation"])
     else:
         x = thumb.mean(axis=2)
         lo, hi = np.percentile(x, [0.5, 99.5])
-        score = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
-    sigma = smooth_um / px_um / 2.0
-    if sigma > 0.3:
-        score = ndi.gaussian_filter(score, sigma)
-    if threshold is None:
-        t = _otsu(score.ravel())
-        base = float(np.clip(np.percentile(score, 1), 0.0, 0.05 if method == "od" else 0.1))
-        band = (base + 0.03, base + 0.15) if method == "od" else (base + 0.05, base + 0.5)
-        t_used = float(np.clip(t, *band))
-    else:
-        t_used = float(threshold)
-    mask = score > t_used
+        score = smooth((x - lo) / (hi - lo) if hi > lo else np.zeros_like(x))
+        thresholds["intensity"] = float(threshold) if threshold is not None else \
+            auto_threshold(score, 0.1, (0.05, 0.5))
+        mask = score > thresholds["intensity"]
+    t_used = thresholds.get("od", thresholds.get("intensity"))
     px_area = px_um ** 2
     r = max(1, int(round(smooth_um / px_um)))
     if mask.any():
         mask = ndi.binary_closing(np.pad(mask, r), structure=morphology.disk(r))[r:-r, r:-r]
         mask = _fill_inner_holes(mask, max(1, int(max_hole_um2 / px_area)))
         mask = morphology.remove_small_objects(mask, max_size=max(0, int(min_area_um2 / px_area)))
-    params.update(method=method, threshold_used=t_used, mask_px_um=px_um)
+    params.update(method=method, threshold_used=t_used, thresholds=thresholds, mask_px_um=px_um)
     tm = TissueMask(mask, (w0, h0), params)
     logger.info("tissue mask of %s: %s (method %s, threshold %.3f)", slide.slide_id, tm, method, t_used)
     return tm
