@@ -69,7 +69,7 @@ def downscale_to(slide, level: int, out_size: tuple[int, int], *, chunk_rows: in
     tw, th = out_size
     lw, lh = slide.level_dimensions[level]
     d = slide.level_downsamples[level]
-    fx, fy = lw / tw, lh / th  # level px per output px
+    fy = lh / th  # level px per output row
     rows = []
     for r0 in range(0, th, chunk_rows):
         r1 = min(th, r0 + chunk_rows)
