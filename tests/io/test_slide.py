@@ -186,3 +186,14 @@ def test_read_region_argument_errors():
         s.read_region((0, 0), 3, (5, 5))
     with pytest.raises(tg.InputError, match="size"):
         s.read_region((0, 0), 0, (0, 5))
+
+
+def test_dark_rgb_images_pad_with_black():
+    """A fluorescence image stored as RGB (dark background) must not be padded with white at tile borders."""
+    fluo = np.zeros((100, 120, 3), np.uint8)
+    fluo[40:60, 50:70] = 200
+    s = tg.io.open_slide(fluo)
+    assert (s.background == 0).all()
+    assert (s.read_region((-10, -10), 0, (20, 20))[:10] == 0).all()
+    he = np.full((100, 120, 3), 235, np.uint8)
+    assert (tg.io.open_slide(he).background == 255).all()

@@ -219,7 +219,14 @@ class _TiffBackend(_Backend):
         self.channels = 1 if a0.ndim == 2 else int(a0.shape[0] if self._channel_first else a0.shape[2])
         self.dtype = np.dtype(a0.dtype)
         self.mpp_x, self.mpp_y = _mpp_from_tiff_page(page)
-        self.background = _default_background(self.channels, self.dtype)
+        small = arrays[-1]
+        sample = None
+        if self.channels == 3 and self.dtype == np.uint8 and not self._channel_first:
+            try:
+                sample = _strided_sample(small) if small.shape[0] * small.shape[1] <= 4096 ** 2 else None
+            except Exception:  # noqa: BLE001 - unreadable data is reported at the first read
+                sample = None
+        self.background = _default_background(self.channels, self.dtype, sample)
 
     def read(self, level, x, y, w, h):
         a = self._arrays[level]
@@ -243,10 +250,23 @@ def struct_error():
     return struct.error
 
 
-def _default_background(channels: int, dtype) -> np.ndarray:
+def _default_background(channels: int, dtype, sample: np.ndarray | None = None) -> np.ndarray:
+    """Fill value outside the image: white for brightfield RGB, 0 for fluorescence.
+
+    An RGB uint8 image whose typical pixel is dark (e.g. a fluorescence PNG) is treated as fluorescence,
+    so that padding at tile borders does not look like a bright object.
+    """
     if channels == 3 and np.dtype(dtype) == np.uint8:
+        if sample is not None and sample.size and float(np.median(sample)) < 80:
+            return np.zeros(3, np.uint8)
         return np.array([255, 255, 255], np.uint8)
     return np.zeros(channels, dtype=dtype)
+
+
+def _strided_sample(arr: np.ndarray, n: int = 256) -> np.ndarray:
+    step_y = max(1, arr.shape[0] // n)
+    step_x = max(1, arr.shape[1] // n)
+    return np.asarray(arr[::step_y, ::step_x])
 
 
 class _PillowBackend(_Backend):
@@ -283,7 +303,7 @@ class _PillowBackend(_Backend):
         if dpi and dpi[0]:
             self.mpp_x = _plausible_mpp(25400.0 / float(dpi[0]), f"{path.suffix} dpi")
             self.mpp_y = _plausible_mpp(25400.0 / float(dpi[1]), f"{path.suffix} dpi") if dpi[1] else self.mpp_x
-        self.background = _default_background(self.channels, self.dtype)
+        self.background = _default_background(self.channels, self.dtype, _strided_sample(arr))
 
     def read(self, level, x, y, w, h):
         return self._arr[y:y + h, x:x + w]
@@ -299,7 +319,7 @@ class _ArrayBackend(_Backend):
         self.levels = [_Level(arr.shape[1], arr.shape[0], 1.0)]
         self.channels = 1 if arr.ndim == 2 else arr.shape[2]
         self.dtype = arr.dtype
-        self.background = _default_background(self.channels, self.dtype)
+        self.background = _default_background(self.channels, self.dtype, _strided_sample(arr))
 
     def read(self, level, x, y, w, h):
         return self._arr[y:y + h, x:x + w]

@@ -1,0 +1,114 @@
+"""Segmentation at scale: throughput (megapixels/s) per backend and peak memory vs slide size.
+
+Goal (issue "Nuclei segmentation"): segmenting a 4x larger synthetic slide must not raise peak RSS by
+more than 10%. Each measurement runs in a fresh subprocess so that peak RSS (ru_maxrss) belongs to that
+run alone. Synthetic slides are made once and cached in --workdir.
+
+    python benchmarks/bench_seg_scale.py --sizes 4096 8192 --methods watershed stardist
+    python benchmarks/bench_seg_scale.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+CHILD = r"""
+import json, resource, sys, time
+import tissuegraph as tg
+tg.settings.progress = False
+path, method, n_jobs, tile = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+slide = tg.io.open_slide(path)
+backend = tg.seg.get_backend(method)
+# warm-up on a small crop so that one-off costs (TF graph building, imports) are not counted
+tg.seg.nuclei(slide.read_region((0, 0), 0, (512, 512)), method=backend, slide_mpp=slide.mpp, mask="all")
+rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+df = tg.seg.nuclei(slide, method=backend, n_jobs=n_jobs, tile_size=tile)
+dt = time.perf_counter() - t0
+w, h = slide.dimensions
+print(json.dumps({"seconds": dt, "n_nuclei": len(df), "width": w, "height": h,
+                  "n_tiles": df.attrs["n_tiles"], "seg_mpp": df.attrs["seg_mpp"],
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "rss_after_warmup_mb": rss_before / 1024}))
+"""
+
+
+def _slide(workdir: Path, size: int, seed: int) -> Path:
+    import tissuegraph as tg
+
+    path = workdir / f"synthetic_{size}_s{seed}.tiff"
+    if not path.exists():
+        tg.datasets.synthetic_slide(path, size=size, seed=seed, tissue_fraction=0.6, progress=False)
+    return path
+
+
+def run(sizes, methods, *, workdir: Path, seed: int, n_jobs: int, tile: int) -> list[dict]:
+    rows = []
+    for method in methods:
+        for size in sizes:
+            path = _slide(workdir, size, seed)
+            out = subprocess.run([sys.executable, "-c", CHILD, str(path), method, str(n_jobs), str(tile)],
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                rows.append({"method": method, "size": size, "error": out.stderr.strip().splitlines()[-1]})
+                print(f"{method} {size}: FAILED {rows[-1]['error']}", flush=True)
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            mp = r["width"] * r["height"] / 1e6
+            r.update(method=method, size=size, slide_megapixels=mp, mp_per_s=mp / r["seconds"],
+                     nuclei_per_s=r["n_nuclei"] / r["seconds"])
+            rows.append(r)
+            print(f"{method:10s} {size:6d}px  {r['seconds']:7.1f}s  {r['mp_per_s']:6.2f} MP/s  "
+                  f"{r['n_nuclei']:7d} nuclei  peak RSS {r['peak_rss_mb']:7.0f} MB", flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192])
+    ap.add_argument("--methods", nargs="+", default=["watershed", "stardist"])
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/tg_bench_seg_scale"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-jobs", type=int, default=2)
+    ap.add_argument("--tile-size", type=int, default=1024)
+    ap.add_argument("--quick", action="store_true", help="sizes 1024 and 2048 only")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "seg_scale.json")
+    args = ap.parse_args()
+    sizes = [1024, 2048] if args.quick else args.sizes
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    rows = run(sizes, args.methods, workdir=args.workdir, seed=args.seed, n_jobs=args.n_jobs, tile=args.tile_size)
+    summary = {}
+    for m in args.methods:
+        ok = sorted((r for r in rows if r["method"] == m and "error" not in r), key=lambda r: r["size"])
+        if len(ok) >= 2:
+            a, b = ok[0], ok[-1]
+            summary[m] = {"area_ratio": b["slide_megapixels"] / a["slide_megapixels"],
+                          "peak_rss_ratio": b["peak_rss_mb"] / a["peak_rss_mb"],
+                          "goal": "peak_rss_ratio <= 1.10 for a 4x larger slide",
+                          "mp_per_s": {str(r["size"]): round(r["mp_per_s"], 3) for r in ok}}
+    res = {"command": " ".join(sys.argv), "rows": rows, "summary": summary, "wall_s": time.time() - t0}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2))
+    lines = ["| method | size | MP | seconds | MP/s | nuclei | peak RSS MB |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['method']} | {r['size']} | | | failed: {r['error']} | | |")
+        else:
+            lines.append(f"| {r['method']} | {r['size']} | {r['slide_megapixels']:.1f} | {r['seconds']:.1f} | "
+                         f"{r['mp_per_s']:.2f} | {r['n_nuclei']} | {r['peak_rss_mb']:.0f} |")
+    for m, s in summary.items():
+        lines.append(f"\n{m}: {s['area_ratio']:.0f}x area -> peak RSS x{s['peak_rss_ratio']:.3f} (goal <= 1.10)")
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
