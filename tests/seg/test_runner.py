@@ -159,3 +159,26 @@ def test_small_overlap_warns_and_bad_backend_output_is_named():
         tg.seg.nuclei(img, method=Bad(), tile_size=128, overlap=64, mask="all")
     with pytest.raises(tg.InputError, match="method must be one of"):
         tg.seg.nuclei(img, method="cellpose")
+
+
+class TwoPhaseBackend(ThresholdBackend):
+    """Like ThresholdBackend, split into a 'network' phase and a post-processing phase."""
+
+    def predict(self, image, *, mpp=None):
+        grey = image.mean(axis=-1) if image.ndim == 3 else image
+        return grey < 128
+
+    def postprocess(self, raw, *, image_shape=None):
+        from scipy import ndimage as ndi
+
+        labels, n = ndi.label(raw)
+        assert labels.shape == tuple(image_shape)
+        return labels.astype(np.int32), np.linspace(0.5, 1.0, n) if n else np.zeros(0)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_two_phase_backends_are_pipelined_with_identical_results(n_jobs):
+    img, truth = disks_image((500, 700), n=50, seed=9)
+    ref = tg.seg.nuclei(img, method=ThresholdBackend(), tile_size=160, overlap=64, mask="all")
+    two = tg.seg.nuclei(img, method=TwoPhaseBackend(), tile_size=160, overlap=64, mask="all", n_jobs=n_jobs)
+    pd.testing.assert_frame_equal(ref.drop(columns=[K.nuclei.contour]), two.drop(columns=[K.nuclei.contour]))

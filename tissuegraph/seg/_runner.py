@@ -117,6 +117,35 @@ def _process_tile(spec, slide, backend, calibration, slide_size):
     return _objects_of_tile(spec, labels, scores, slide_size)
 
 
+def _pipelined(todo, slide, backend, calibration, ckpt, n_jobs: int):
+    """Yield (index, result) for two-phase backends: ``predict`` tile after tile here, ``postprocess``
+    (NMS, polygon rendering, ownership, contours) of earlier tiles in ``max(1, n_jobs)`` threads.
+    At most ``2 * workers`` predictions wait, so memory stays bounded."""
+    from collections import deque
+
+    workers = max(1, n_jobs)
+    slide_size = slide.dimensions
+
+    def post(spec, raw):
+        labels, scores = backend.postprocess(raw, image_shape=(spec.height, spec.width))
+        r = _objects_of_tile(spec, labels, scores, slide_size)
+        ckpt.save(spec.index, r)
+        return spec.index, r
+
+    pending: deque = deque()
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        for spec in todo:
+            kwargs = {"mpp": _tile_mpp(spec, slide)}
+            if calibration is not None:
+                kwargs["calibration"] = calibration
+            raw = backend.predict(spec.read(slide), **kwargs)
+            pending.append(ex.submit(post, spec, raw))
+            while len(pending) > 2 * workers or (pending and pending[0].done()):
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def _tile_mpp(spec, slide) -> float | None:
     return None if slide.mpp is None else slide.mpp * spec.scale
 
@@ -309,9 +338,17 @@ def nuclei(slide_or_image, *, method: Any = "auto", model: Any = None, labels: A
         ckpt.save(spec.index, r)
         return spec.index, r
 
+    two_phase = (hasattr(backend, "predict") and hasattr(backend, "postprocess")
+                 and not getattr(backend, "reads_labels", False))
     with progress_bar(total=len(todo), desc=f"segment {sid} ({backend.name})", enabled=progress,
                       unit="tile") as bar:
-        if n_jobs == 1 or len(todo) <= 1:
+        if two_phase and len(todo) > 1:
+            # network phase in this thread (the framework uses all cores), while non-maximum
+            # suppression and measurement of earlier tiles run in parallel worker threads
+            for i, r in _pipelined(todo, slide, backend, calibration, ckpt, n_jobs):
+                results[i] = r
+                bar.update()
+        elif n_jobs == 1 or len(todo) <= 1:
             for spec in todo:
                 i, r = work(spec)
                 results[i] = r
