@@ -176,7 +176,23 @@ def test_backend_calibration_fixes_the_diameter():
     a, _ = b.segment(img, mpp=0.5, calibration=cal)
     ref = watershed_nuclei(img, mpp=0.5, diameter_px=cal["diameter_px"])
     np.testing.assert_array_equal(a, ref)
-    assert b.calibrate([np.zeros((16, 16), np.uint8)]) == {}
+    blank = b.calibrate([np.zeros((16, 16), np.uint8)])  # nothing to measure: no diameter, no threshold
+    assert "diameter_px" not in blank and "threshold" not in blank
+    assert b.segment(np.zeros((16, 16), np.uint8), mpp=0.5, calibration=blank)[0].max() == 0
+
+
+def test_calibrated_levels_make_tiling_irrelevant():
+    """With slide-wide levels, a tile gives the same labels as the same region of the whole image."""
+    from tissuegraph.datasets import synthetic_tissue
+
+    img = synthetic_tissue((768, 768), seed=105).image
+    b = WatershedBackend()
+    cal = b.calibrate([img[:384, :384], img[384:, 384:], img[:384, 384:]], mpp=0.5)
+    assert cal["modality"] == "he" and {"norm", "threshold"} <= set(cal)
+    whole, _ = b.segment(img, mpp=0.5, calibration=cal)
+    part, _ = b.segment(img[100:700, 50:650], mpp=0.5, calibration=cal)
+    # away from the crop border the two agree exactly
+    np.testing.assert_array_equal(whole[250:550, 200:500] > 0, part[150:450, 150:450] > 0)
 
 
 def _he_like(lab):
@@ -198,3 +214,35 @@ def test_tiled_runner_with_watershed_backend():
                            mask=None, progress=False)
     assert len(df) == 4
     np.testing.assert_allclose(np.sort(df["x"].to_numpy()), [30, 60, 110, 130], atol=1.0)
+
+
+def test_merge_fragments_joins_pieces_of_one_nucleus_only():
+    from tissuegraph.seg._watershed import _merge_fragments
+
+    yy, xx = np.mgrid[:80, :120]
+    lab = np.zeros((80, 120), np.int32)
+    big = (yy - 40) ** 2 + (xx - 30) ** 2 <= 18 ** 2  # one large nucleus cut in three pieces
+    lab[big & (xx < 24)] = 1
+    lab[big & (xx >= 24) & (yy < 40)] = 2
+    lab[big & (xx >= 24) & (yy >= 40)] = 3
+    lab[(yy - 40) ** 2 + (xx - 72) ** 2 <= 10 ** 2] = 4  # two round nuclei touching on a short chord
+    lab[((yy - 40) ** 2 + (xx - 91) ** 2 <= 10 ** 2) & (lab == 0)] = 5
+    out = _merge_fragments(lab, 1.0, 0.85)
+    assert len(np.unique(out[big])) == 1 and out[40, 30] > 0
+    assert out[40, 72] != out[40, 91] and out[40, 72] > 0 and out[40, 91] > 0
+    assert np.array_equal(out > 0, lab > 0)
+    # off: unchanged
+    np.testing.assert_array_equal(_merge_fragments(lab, 1.0, 1.01), lab)
+
+
+def test_he_large_textured_nuclei_not_split():
+    """Synthetic H&E (fit seed 0, 384 px crop at 0.5 µm/px, 7-18 µm nuclei): centroid F1 within 3 µm
+    measured 0.80 with fragment merging (on 768 px tiles of seeds 0-4: 0.91, 0.70 without merging)."""
+    import tissuegraph as tg
+    from tissuegraph.seg import centroids_from_labels, detection_scores
+
+    t = tg.datasets.synthetic_tissue((384, 384), mpp=0.5, seed=0, tissue_fraction=1.0)
+    pred = watershed_nuclei(t.image, mpp=0.5)
+    d = detection_scores(centroids_from_labels(pred), centroids_from_labels(np.asarray(t.labels)),
+                         radius_um=3.0, mpp=0.5)
+    assert d["f1"] >= 0.75

@@ -314,7 +314,13 @@ def nuclei(slide_or_image, *, method: Any = "auto", model: Any = None, labels: A
 
     calibration = None
     if hasattr(backend, "calibrate") and len(grid) and not getattr(backend, "reads_labels", False):
-        calibration = backend.calibrate(_calibration_patches(slide, grid, tmask, seed=seed))
+        import inspect
+
+        patches = _calibration_patches(slide, grid, tmask, seed=seed)
+        kw = {}
+        if "mpp" in inspect.signature(backend.calibrate).parameters:  # optional part of the protocol
+            kw["mpp"] = None if slide.mpp is None else slide.mpp * grid.scale
+        calibration = backend.calibrate(patches, **kw)
 
     key = dict(slide=str(slide.path) if slide.path else sid, size=slide.dimensions, method=backend.name,
                model=str(model), work_mpp=work_mpp, tile_size=tile_size, overlap=overlap,
