@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from tissuegraph._compat import before_tensorflow  # noqa: E402
+
+# tests import tensorflow (StarDist) and torch-geometric in the same worker, in any order: load triton
+# before any test module can import tensorflow (see tissuegraph/_compat.py)
+before_tensorflow()
+
 REPO = Path(__file__).resolve().parents[1]
 
 
