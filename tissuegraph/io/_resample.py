@@ -42,7 +42,7 @@ def resize_box(arr: np.ndarray, out_size: tuple[int, int], box: tuple[float, flo
 
 
 def read_resampled(slide, x0: float, y0: float, scale: float, size: tuple[int, int], *,
-                   level: int | None = None, nearest: bool = False) -> np.ndarray:
+                   level: int | None = None, nearest: bool = False, pad: str = "background") -> np.ndarray:
     """Read a (w, h) image whose pixel (u, v) covers level-0 edge coordinates
     ``[x0 + u*scale, x0 + (u+1)*scale) x [y0 + v*scale, ...)`` from the best pyramid level."""
     w, h = size
@@ -50,13 +50,13 @@ def read_resampled(slide, x0: float, y0: float, scale: float, size: tuple[int, i
         level = slide.get_best_level_for_downsample(scale)
     d = slide.level_downsamples[level]
     if level == 0 and abs(scale - 1.0) < 1e-9 and float(x0).is_integer() and float(y0).is_integer():
-        return slide.read_region((int(x0), int(y0)), 0, (w, h))
+        return slide.read_region((int(x0), int(y0)), 0, (w, h), pad=pad)
     # region in level edge coordinates, with a 2-px margin for the filter support
     lx0, ly0 = x0 / d, y0 / d
     lx1, ly1 = (x0 + w * scale) / d, (y0 + h * scale) / d
     rx0, ry0 = int(math.floor(lx0)) - 2, int(math.floor(ly0)) - 2
     rx1, ry1 = int(math.ceil(lx1)) + 2, int(math.ceil(ly1)) + 2
-    region = slide.read_region((int(round(rx0 * d)), int(round(ry0 * d))), level, (rx1 - rx0, ry1 - ry0))
+    region = slide.read_region((int(round(rx0 * d)), int(round(ry0 * d))), level, (rx1 - rx0, ry1 - ry0), pad=pad)
     # read_region location is level-0; recompute the origin actually used in level coordinates
     ox = math.floor(round(rx0 * d) / d)
     oy = math.floor(round(ry0 * d) / d)

@@ -443,12 +443,16 @@ class Slide:
         return best
 
     # --- pixels -------------------------------------------------------------------------------------
-    def read_region(self, location: Sequence[int], level: int, size: Sequence[int]) -> np.ndarray:
+    def read_region(self, location: Sequence[int], level: int, size: Sequence[int], *,
+                    pad: str = "background") -> np.ndarray:
         """Read ``size`` = (w, h) pixels of ``level`` starting at level-0 ``location`` = (x, y).
 
-        Returns (h, w, C) (or (h, w) for single-channel sources); outside the slide is filled with
-        :attr:`background`.
+        Returns (h, w, C) (or (h, w) for single-channel sources). Outside the slide is filled with
+        :attr:`background` (``pad='background'``) or mirrors the image (``pad='reflect'``, what
+        segmentation networks expect at the border of a plain image or field of view).
         """
+        if pad not in ("background", "reflect"):
+            raise InputError(f"pad must be 'background' or 'reflect', got {pad!r}.")
         if not (0 <= int(level) < self.level_count):
             raise InputError(f"level must be in [0, {self.level_count - 1}], got {level}.")
         level = int(level)
@@ -463,9 +467,15 @@ class Slide:
         sx0, sy0 = max(lx, 0), max(ly, 0)
         sx1, sy1 = min(lx + w, lv.width), min(ly + h, lv.height)
         shape = (h, w) if self.channels == 1 else (h, w, self.channels)
+        inside = sx0 == lx and sy0 == ly and sx1 == lx + w and sy1 == ly + h
+        if pad == "reflect" and not inside and sx1 > sx0 and sy1 > sy0:
+            core = self.read_region((int(round(sx0 * ds)), int(round(sy0 * ds))), level, (sx1 - sx0, sy1 - sy0))
+            widths = [(sy0 - ly, ly + h - sy1), (sx0 - lx, lx + w - sx1)] + [(0, 0)] * (core.ndim - 2)
+            mode = "reflect" if min(core.shape[:2]) > 1 else "edge"
+            return np.pad(core, widths, mode=mode)
         if self._b.name == "openslide":
             return self._b.read_level0(level, x0, y0, w, h)  # OpenSlide pads itself
-        if sx0 == lx and sy0 == ly and sx1 == lx + w and sy1 == ly + h:
+        if inside:
             return np.ascontiguousarray(self._b.read(level, lx, ly, w, h))
         out = np.empty(shape, dtype=self.dtype)
         out[...] = self.background if self.channels > 1 else self.background[0]

@@ -79,12 +79,23 @@ class TileSpec:
         cx0, cy0, cx1, cy1 = self.core
         return (x >= cx0) & (x < cx1) & (y >= cy0) & (y < cy1)
 
-    def read(self, slide, *, nearest: bool = False) -> np.ndarray:
-        """The tile image at the target resolution (padded with background outside the slide)."""
+    def read(self, slide, *, nearest: bool = False, pad: str = "background") -> np.ndarray:
+        """The tile image at the target resolution; outside the slide it is padded with the background
+        or, with ``pad='reflect'``, mirrored."""
         from ._resample import read_resampled
 
         return read_resampled(slide, self.x0, self.y0, self.scale, self.size, level=self.level,
-                              nearest=nearest)
+                              nearest=nearest, pad=pad)
+
+    def inside_mask(self, slide_size: tuple[int, int]) -> tuple[slice, slice]:
+        """The rows and columns of the tile image whose pixel centres lie inside the slide."""
+        w0, h0 = slide_size
+        s = self.scale
+        c0 = max(0, math.ceil(-self.x0 / s - 0.5))
+        r0 = max(0, math.ceil(-self.y0 / s - 0.5))
+        c1 = min(self.width, math.ceil((w0 - self.x0) / s - 0.5))
+        r1 = min(self.height, math.ceil((h0 - self.y0) / s - 0.5))
+        return slice(r0, max(r0, r1)), slice(c0, max(c0, c1))
 
 
 @dataclass(frozen=True)

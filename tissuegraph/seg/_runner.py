@@ -36,6 +36,12 @@ NUCLEI_COLUMNS = [K.nuclei.id, K.nuclei.x, K.nuclei.y, *K.nuclei.bbox, K.nuclei.
                   K.nuclei.contour, K.nuclei.tile, K.nuclei.score, K.nuclei.slide]
 
 
+# Beyond the slide edge tiles are mirrored (as StarDist pads images), not filled with background: a
+# nucleus cut by the edge of a field of view then looks like a nucleus to the backend, and whatever is
+# found outside the slide is cropped away before measuring (see _objects_of_tile).
+_TILE_PAD = "reflect"
+
+
 def _empty_table(slide_id: str) -> pd.DataFrame:
     df = pd.DataFrame({c: pd.Series(dtype=t) for c, t in [
         (K.nuclei.id, np.int64), (K.nuclei.x, np.float64), (K.nuclei.y, np.float64),
@@ -59,6 +65,12 @@ def _objects_of_tile(spec, labels: np.ndarray, scores: np.ndarray | None, slide_
                          f"{(spec.height, spec.width)}.")
     if labels.dtype.kind not in "iu":
         raise InputError(f"The backend returned labels of dtype {labels.dtype}; integer labels expected.")
+    # objects are cropped to the slide: what a backend finds in the padding beyond the edge is not there
+    rows, cols = spec.inside_mask(slide_size)
+    if rows.start > 0 or cols.start > 0 or rows.stop < spec.height or cols.stop < spec.width:
+        cropped = np.zeros_like(labels)
+        cropped[rows, cols] = labels[rows, cols]
+        labels = cropped
     n_max = int(labels.max()) if labels.size else 0
     empty = dict(x=np.zeros(0), y=np.zeros(0), area=np.zeros(0, np.int64), score=np.zeros(0),
                  contours=[], cut=0)
@@ -109,7 +121,7 @@ def _process_tile(spec, slide, backend, calibration, slide_size):
     if getattr(backend, "reads_labels", False):
         labels, scores = backend.read_labels(spec), None
     else:
-        image = spec.read(slide)
+        image = spec.read(slide, pad=_TILE_PAD)
         kwargs = {"mpp": _tile_mpp(spec, slide)}
         if calibration is not None:
             kwargs["calibration"] = calibration
@@ -138,7 +150,7 @@ def _pipelined(todo, slide, backend, calibration, ckpt, n_jobs: int):
             kwargs = {"mpp": _tile_mpp(spec, slide)}
             if calibration is not None:
                 kwargs["calibration"] = calibration
-            raw = backend.predict(spec.read(slide), **kwargs)
+            raw = backend.predict(spec.read(slide, pad=_TILE_PAD), **kwargs)
             pending.append(ex.submit(post, spec, raw))
             while len(pending) > 2 * workers or (pending and pending[0].done()):
                 yield pending.popleft().result()
@@ -239,11 +251,17 @@ def nuclei(slide_or_image, *, method: Any = "auto", model: Any = None, labels: A
         µm/px are known, else the slide's native resolution.
     slide_mpp
         Overrides the slide's µm/px (same as ``open_slide(path, mpp=...)``).
+    modality
+        ``'he'`` (brightfield RGB), ``'fluorescence'`` or ``'auto'`` (decided once per slide: an RGB
+        slide with a light background is H&E). Picks the default backend and model for
+        ``method='auto'``: the one that measured best for the modality
+        (``benchmarks/results/seg_accuracy*.md``).
     tile_size, overlap
         Tile edge and overlap in working px. The default overlap is twice the largest object the
         backend returns plus a margin, so that every nucleus lies whole inside the tile owning it.
     mask
-        Tissue mask (see :func:`tissuegraph.io.tile_grid`); ``'all'`` segments everywhere.
+        Tissue mask (see :func:`tissuegraph.io.tile_grid`); ``'all'`` segments everywhere. ``'auto'``
+        detects tissue on brightfield slides and segments everywhere on fluorescence images.
     n_jobs
         Tiles processed in parallel (threads). Results do not depend on it.
     checkpoint
@@ -277,6 +295,9 @@ def nuclei(slide_or_image, *, method: Any = "auto", model: Any = None, labels: A
         df.attrs.update(method="labels", source=str(labels), slide_mpp=slide.mpp, seg_mpp=slide.mpp, mpp=slide.mpp)
         return df
 
+    if modality == "auto" and method != "labels":
+        # decide once per slide (not per tile): brightfield RGB with a light background is H&E
+        modality = "he" if slide.is_rgb and float(np.mean(slide.background)) > 127 else "fluorescence"
     backend = get_backend(method, model=model, labels=labels, modality=modality, **backend_kwargs)
     # working resolution
     if mpp is not None:
@@ -302,7 +323,9 @@ def nuclei(slide_or_image, *, method: Any = "auto", model: Any = None, labels: A
     if tile_size <= overlap + 16:
         raise InputError(f"tile_size={tile_size} is too small for overlap={overlap}; use at least "
                          f"{overlap + 64}.")
-    if isinstance(mask, str) and mask == "auto":
+    if isinstance(mask, str) and mask == "auto" and modality == "fluorescence":
+        tmask = None  # fields of view of cells have no glass to skip; dark is not "no tissue" here
+    elif isinstance(mask, str) and mask == "auto":
         tmask = tissue_mask(slide)
     elif mask is None or (isinstance(mask, str) and mask == "all"):
         tmask = None

@@ -1,0 +1,157 @@
+"""Train the StarDist models that ship with tissuegraph (``tissuegraph/seg/models/``).
+
+The exact commands used for the shipped models are recorded in ``tissuegraph/seg/models/README.md``.
+
+    # fluorescence model, DSB 2018 stage-1 fluorescence images (CC0)
+    python benchmarks/train_stardist_models.py fluo --out tissuegraph/seg/models
+    # brightfield (H&E-like) model, DSB 2018 brightfield images (CC0)
+    python benchmarks/train_stardist_models.py he --out tissuegraph/seg/models
+
+Data: ``../shared/data/dsb2018/train`` (or ``$TISSUEGRAPH_SHARED_DATA/dsb2018/train``), never copied
+into the package.  The split is deterministic (see :func:`dsb_split`):
+
+- fluorescence: the first 25 fluorescence images of ``index.csv`` are the issue's reference test set;
+  50 more fluorescence images are held out for testing (random, seed 0); of the rest, 10 % validate
+  (early stopping + threshold optimisation) and the others train.
+- brightfield: the first 20 brightfield images of ``index.csv`` are held out for testing; of the rest
+  10 % validate and the others train.  The brightfield model reads the haematoxylin optical density
+  (``rgb_to='hematoxylin'``) and is fine-tuned from the fluorescence model.
+
+The split (image ids) is stored in each model's ``tissuegraph.json``.  Accuracy is measured by
+``benchmarks/eval_stardist_accuracy.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    env = os.environ.get("TISSUEGRAPH_SHARED_DATA")
+    return Path(env) if env else (REPO / ".." / "shared" / "data").resolve()
+
+
+def dsb_index(data: Path):
+    import pandas as pd
+
+    return pd.read_csv(data / "dsb2018" / "train" / "index.csv")
+
+
+def dsb_split(index, modality: str, *, seed: int = 0) -> dict[str, list[str]]:
+    """Deterministic train / val / test split of the DSB 2018 ids of one modality."""
+    ids = list(index.loc[index["modality"] == modality, "id"])
+    if modality == "fluorescence":
+        reference, rest = ids[:25], ids[25:]
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(rest))
+        extra_test = sorted(rest[i] for i in order[:50])
+        pool = sorted(rest[i] for i in order[50:])
+        test = reference + extra_test
+    elif modality == "brightfield":
+        reference, pool = ids[:20], sorted(ids[20:])
+        test = list(reference)
+    else:
+        raise ValueError(modality)
+    rng = np.random.default_rng(seed + 1)
+    order = rng.permutation(len(pool))
+    n_val = max(1, int(round(0.1 * len(pool))))
+    val = sorted(pool[i] for i in order[:n_val])
+    train = sorted(pool[i] for i in order[n_val:])
+    assert not set(train) & set(test) and not set(val) & set(test) and not set(train) & set(val)
+    return {"reference": list(reference), "test": test, "val": val, "train": train}
+
+
+def load_dsb(data: Path, ids, modality: str):
+    import tifffile
+    from PIL import Image
+
+    X, Y = [], []
+    for i in ids:
+        img = np.asarray(Image.open(data / "dsb2018" / "train" / f"{i}.png"))
+        if img.ndim == 3:
+            img = img[..., :3]
+        if modality == "fluorescence":
+            img = img[..., 0] if img.ndim == 3 else img  # grey stored as RGB with equal channels
+        X.append(img)
+        Y.append(tifffile.imread(data / "dsb2018" / "train" / f"{i}_labels.tif").astype(np.int32))
+    return X, Y
+
+
+CONFIGS = {
+    "fluo": dict(modality="fluorescence", name="tg_dsb2018_fluo", epochs=40, steps=75, lr=1e-3,
+                 description="StarDist 2-D, fluorescence nuclei; trained by tissuegraph on the DSB 2018 "
+                             "stage-1 fluorescence images (BBBC038, CC0). Pixel size unknown (mpp=None)."),
+    # single-channel model on the haematoxylin optical density (colour deconvolution) of brightfield
+    # images, fine-tuned from the fluorescence model (haematoxylin density looks like a nuclear stain)
+    "he": dict(modality="brightfield", name="tg_dsb2018_he", epochs=15, steps=75, lr=5e-4,
+               rgb_to="hematoxylin", init=str(REPO / "tissuegraph" / "seg" / "models" / "tg_dsb2018_fluo"),
+               description="StarDist 2-D, brightfield (H&E / haematoxylin) nuclei; input = haematoxylin "
+                           "optical density of RGB images (colour deconvolution); fine-tuned by tissuegraph "
+                           "from tg_dsb2018_fluo on the DSB 2018 stage-1 brightfield images (BBBC038, CC0). "
+                           "Pixel size unknown (mpp=None)."),
+}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("which", choices=sorted(CONFIGS))
+    p.add_argument("--out", default=str(REPO / "tissuegraph" / "seg" / "models"))
+    p.add_argument("--data", default=None, help="shared data folder (default ../shared/data)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="steps per epoch")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--depth", type=int, default=3)
+    p.add_argument("--filters", type=int, default=32)
+    p.add_argument("--conv-after", type=int, default=128)
+    p.add_argument("--patch", type=int, default=256)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--name", default=None)
+    p.add_argument("--init", default=None, help="fine-tune from this model (name or folder)")
+    args = p.parse_args(argv)
+
+    import tissuegraph as tg
+    from tissuegraph._logging import set_verbosity
+
+    set_verbosity("INFO")
+    cfg = CONFIGS[args.which]
+    data = Path(args.data) if args.data else shared_data_dir()
+    split = dsb_split(dsb_index(data), cfg["modality"], seed=args.seed)
+    X, Y = load_dsb(data, split["train"], cfg["modality"])
+    Xv, Yv = load_dsb(data, split["val"], cfg["modality"])
+    print(f"{args.which}: {len(X)} train, {len(Xv)} val, {len(split['test'])} test images", flush=True)
+    epochs = args.epochs or cfg["epochs"]
+    steps = args.steps or cfg["steps"]
+    name = args.name or cfg["name"]
+    t0 = time.time()
+    backend = tg.seg.train_stardist(
+        X, Y, validation=(Xv, Yv), n_rays=32, grid=(2, 2), epochs=epochs, steps_per_epoch=steps,
+        patch_size=(args.patch, args.patch), batch_size=args.batch, learning_rate=args.lr or cfg["lr"],
+        unet_n_depth=args.depth, unet_n_filter_base=args.filters, net_conv_after_unet=args.conv_after,
+        augment=True, basedir=args.out, name=name, mpp=None, modality=cfg["modality"],
+        description=cfg["description"], seed=args.seed, n_threads=args.threads, overwrite=True,
+        init=args.init or cfg.get("init"), rgb_to=cfg.get("rgb_to"), verbose=True,
+    )
+    info_path = backend.folder / "tissuegraph.json"
+    info = json.loads(info_path.read_text())
+    info["training"]["data"] = "dsb2018/train (DSB 2018 stage 1, BBBC038, CC0), modality " + cfg["modality"]
+    info["training"]["command"] = "python benchmarks/train_stardist_models.py " + " ".join(
+        sys.argv[1:] if argv is None else argv)
+    info["split"] = {k: v for k, v in split.items()}
+    info_path.write_text(json.dumps(info, indent=2))
+    print(f"done in {time.time() - t0:.0f} s: {backend}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
