@@ -46,7 +46,7 @@ import numpy as np
 from ._errors import InputError
 from ._validate import check_labels, check_positive
 
-__all__ = ["label_contours", "rasterize_contours", "tile_offset", "polygon_area"]
+__all__ = ["label_contours", "rasterize_contours", "tile_offset", "polygon_area", "label_centroids"]
 
 # Edge directions in (d_row, d_col) on the corner grid: 0 = +x, 1 = +y, 2 = -x, 3 = -y.
 _DI = np.array([0, 1, 0, -1], dtype=np.int64)
@@ -69,6 +69,37 @@ def _check_offset_scale(offset: Any, scale: Any) -> tuple[np.ndarray, float]:
     if off.shape != (2,) or not np.isfinite(off).all():
         raise InputError(f"offset must be a finite (x, y) pair, got {offset!r}.")
     return off, float(check_positive(scale, "scale"))
+
+
+def label_centroids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(ids, area, cx, cy)`` of the objects of a label image, ascending ids (0 = background excluded).
+
+    Centroids are means of pixel-centre coordinates (x = column, y = row); areas are pixel counts.
+    One pass of ``np.bincount`` (``np.unique`` only when the ids are sparse and huge).
+    """
+    labels = check_labels(labels)
+    flat = labels.ravel()
+    n_max = int(flat.max()) if flat.size else 0
+    if n_max == 0:
+        z = np.zeros(0)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), z, z
+    fg = np.flatnonzero(flat)
+    rows, cols = np.divmod(fg, labels.shape[1])
+    lab = flat[fg].astype(np.int64)
+    if n_max > 4 * flat.size + 1024:  # sparse huge ids (e.g. hashed): compress them first
+        uniq, lab = np.unique(lab, return_inverse=True)
+        lab = lab + 1
+    else:
+        uniq = None
+    n = int(lab.max()) + 1
+    area = np.bincount(lab, minlength=n)
+    sx = np.bincount(lab, weights=cols, minlength=n)
+    sy = np.bincount(lab, weights=rows, minlength=n)
+    present = np.flatnonzero(area)
+    present = present[present > 0]
+    ids = present if uniq is None else uniq[present - 1].astype(np.int64)
+    a = area[present]
+    return ids.astype(np.int64), a.astype(np.int64), sx[present] / a, sy[present] / a
 
 
 def polygon_area(polygon: np.ndarray) -> float:

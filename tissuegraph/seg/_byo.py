@@ -431,33 +431,24 @@ def nuclei_from_labels(labels: Any, *, slide_id: str = "slide", mpp: float | Non
     contours (``tissuegraph._contours.label_contours``), ``attrs['params']['labels']`` maps rows back
     to the original labels.
     """
-    from .._contours import label_contours
+    from .._contours import _check_offset_scale, label_centroids, label_contours
 
     lab = check_labels(labels, "labels")
-    scale = float(check_positive(scale, "scale"))
-    off = np.asarray(offset, dtype=np.float64)
-    if off.shape != (2,) or not np.isfinite(off).all():
-        raise InputError(f"offset must be a finite (x, y) pair, got {offset!r}.")
+    off, scale = _check_offset_scale(offset, scale)
     if mpp is not None:
         mpp = float(check_positive(mpp, "mpp (µm/px)"))
-    flat = lab.ravel()
-    ids_all, inv = np.unique(flat, return_inverse=True)
-    n_all = ids_all.size
-    rr, cc = np.divmod(np.arange(flat.size), lab.shape[1])
-    cnt = np.bincount(inv, minlength=n_all)
-    sx = np.bincount(inv, weights=cc, minlength=n_all)
-    sy = np.bincount(inv, weights=rr, minlength=n_all)
-    keep = ids_all > 0
-    ids = ids_all[keep]
-    rows: dict[str, Any] = dict(x=off[0] + scale * sx[keep] / np.maximum(cnt[keep], 1),
-                                y=off[1] + scale * sy[keep] / np.maximum(cnt[keep], 1),
-                                area=cnt[keep].astype(np.float64))
+    ids, cnt, cx, cy = label_centroids(lab)
+    rows: dict[str, Any] = dict(x=off[0] + scale * cx, y=off[1] + scale * cy, area=cnt.astype(np.float64))
     from scipy import ndimage as ndi
 
     if ids.size:
-        dense = inv.reshape(lab.shape) if ids_all[0] == 0 else inv.reshape(lab.shape) + 1
-        sl = ndi.find_objects(dense.astype(np.int64))
-        b = np.array([[s[1].start, s[0].start, s[1].stop, s[0].stop] for s in sl], dtype=np.float64)
+        # find_objects allocates one slot per id value: make huge sparse ids dense first
+        dense = lab if ids[-1] <= 4 * lab.size + 1024 else \
+            np.where(lab > 0, np.searchsorted(ids, lab) + 1, 0)
+        pos = ids if dense is lab else np.arange(1, ids.size + 1)
+        sl = ndi.find_objects(dense)
+        b = np.array([[sl[i - 1][1].start, sl[i - 1][0].start, sl[i - 1][1].stop, sl[i - 1][0].stop] for i in pos],
+                     dtype=np.float64)
     else:
         b = np.zeros((0, 4))
     # half-open level-0 bbox of the pixels' extents

@@ -379,13 +379,7 @@ def detection_scores(pred_xy, gt_xy, *, radius_um: float = 3.0, mpp: float | Non
 
 def centroids_from_labels(labels) -> np.ndarray:
     """(n, 2) centroids (x, y) of the objects of a label image, in label order (pixel centres)."""
-    labels = check_labels(labels)
-    flat = labels.ravel()
-    ids, inv = np.unique(flat, return_inverse=True)
-    n = ids.size
-    rr, cc = np.divmod(np.arange(flat.size), labels.shape[1])
-    cnt = np.bincount(inv, minlength=n)
-    sx = np.bincount(inv, weights=cc, minlength=n)
-    sy = np.bincount(inv, weights=rr, minlength=n)
-    xy = np.stack([sx / cnt, sy / cnt], axis=1)
-    return xy[ids > 0]
+    from .._contours import label_centroids
+
+    _, _, cx, cy = label_centroids(labels)
+    return np.stack([cx, cy], axis=1)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _keys as K
-from .._contours import label_contours, rasterize_contours, tile_offset
+from .._contours import label_centroids, label_contours, rasterize_contours, tile_offset
 from .._errors import InputError
 from .._logging import logger, progress_bar
 from .._settings import settings
@@ -76,18 +76,7 @@ def _objects_of_tile(spec, labels: np.ndarray, scores: np.ndarray | None, slide_
                  contours=[], cut=0)
     if n_max == 0:
         return empty
-    flat = labels.ravel()
-    fg = flat > 0
-    lab = flat[fg].astype(np.int64)
-    idx = np.nonzero(fg)[0]
-    rows, cols = np.divmod(idx, labels.shape[1])
-    area = np.bincount(lab, minlength=n_max + 1)
-    sx = np.bincount(lab, weights=cols, minlength=n_max + 1)
-    sy = np.bincount(lab, weights=rows, minlength=n_max + 1)
-    present = np.nonzero(area)[0]
-    present = present[present > 0]
-    cx = sx[present] / area[present]
-    cy = sy[present] / area[present]
+    present, area, cx, cy = label_centroids(labels)
     xy0 = spec.to_level0(np.stack([cx, cy], axis=1))
     own = spec.owns(xy0[:, 0], xy0[:, 1])
     ids = present[own]
@@ -113,7 +102,7 @@ def _objects_of_tile(spec, labels: np.ndarray, scores: np.ndarray | None, slide_
         if scores.shape[0] < n_max:
             raise InputError(f"The backend returned {scores.shape[0]} scores for labels up to {n_max}.")
         sc = scores[ids - 1]
-    return dict(x=xy0[own, 0], y=xy0[own, 1], area=area[ids].astype(np.int64), score=sc,
+    return dict(x=xy0[own, 0], y=xy0[own, 1], area=area[own], score=sc,
                 contours=[cont[int(i)] for i in ids], cut=cut)
 
 
