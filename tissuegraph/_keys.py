@@ -91,6 +91,9 @@ nuclei = SimpleNamespace(
     slide="slide",
     cell_type="cell_type",
 )
+# the table's columns in order (``cell_type`` is optional: present when the source knows the types)
+nuclei.columns = [nuclei.id, nuclei.x, nuclei.y, *nuclei.bbox, nuclei.area_px, nuclei.area_um2, nuclei.contour,
+                  nuclei.tile, nuclei.score, nuclei.slide]
 
 # Columns of the ground-truth nucleus table written next to a synthetic slide.
 truth = SimpleNamespace(

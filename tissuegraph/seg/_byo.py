@@ -34,8 +34,7 @@ __all__ = [
     "nuclei_from_labels",
 ]
 
-NUCLEUS_TABLE_COLUMNS = [K.id, K.x, K.y, *K.bbox, K.area_px, K.area_um2, K.contour, K.tile, K.score,
-                         K.slide, K.cell_type]
+NUCLEUS_TABLE_COLUMNS = [*K.columns, K.cell_type]  # the runner's columns, with the types users bring
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -32,8 +32,7 @@ from .._validate import check_positive
 
 __all__ = ["nuclei", "write_labels", "NUCLEI_COLUMNS"]
 
-NUCLEI_COLUMNS = [K.nuclei.id, K.nuclei.x, K.nuclei.y, *K.nuclei.bbox, K.nuclei.area_px, K.nuclei.area_um2,
-                  K.nuclei.contour, K.nuclei.tile, K.nuclei.score, K.nuclei.slide]
+NUCLEI_COLUMNS = K.nuclei.columns
 
 
 # Beyond the slide edge tiles are mirrored (as StarDist pads images), not filled with background: a
