@@ -3,7 +3,6 @@ for every real backend, on real images shipped inside installed packages."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import tissuegraph as tg

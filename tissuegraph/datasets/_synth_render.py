@@ -293,7 +293,6 @@ class Renderer:
     def _patch_batch(self, d, idx, S, cx, cy, alpha_img, hn_img, lab_flat, t1f, t2f, taf, Y0, X0, h, w):
         mpp = self.mpp
         f32 = np.float32
-        n = len(idx)
         ccx, ccy = cx[idx], cy[idx]
         ox = np.floor(ccx).astype(np.int64) - S // 2
         oy = np.floor(ccy).astype(np.int64) - S // 2

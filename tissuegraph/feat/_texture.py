@@ -53,7 +53,6 @@ def glcm_features(px: Pixels, q: np.ndarray, levels: int) -> dict[str, np.ndarra
     L2 = L * L
     qimg = np.zeros(px.padded.size, dtype=np.int64)
     qimg[px.fpad] = q
-    lv = np.arange(L, dtype=np.float64)
     sums = {p: np.zeros(n) for p in GLCM_PROPS}
     n_angles = np.zeros(n)
     # labels are processed in chunks so that a chunk's count table stays below _CHUNK_CELLS cells
