@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _keys as K
+from .._compat import release_memory, tune_allocator
 from .._contours import label_centroids, label_contours, rasterize_contours, tile_offset
 from .._errors import InputError
 from .._logging import logger, progress_bar
@@ -114,7 +115,11 @@ def _process_tile(spec, slide, backend, calibration, slide_size):
         if calibration is not None:
             kwargs["calibration"] = calibration
         labels, scores = backend.segment(image, **kwargs)
-    return _objects_of_tile(spec, labels, scores, slide_size)
+        del image
+    r = _objects_of_tile(spec, labels, scores, slide_size)
+    del labels, scores
+    release_memory()  # see tg.settings.release_memory
+    return r
 
 
 def _pipelined(todo, slide, backend, calibration, ckpt, n_jobs: int):
@@ -129,6 +134,8 @@ def _pipelined(todo, slide, backend, calibration, ckpt, n_jobs: int):
     def post(spec, raw):
         labels, scores = backend.postprocess(raw, image_shape=(spec.height, spec.width))
         r = _objects_of_tile(spec, labels, scores, slide_size)
+        del labels, scores, raw
+        release_memory()
         ckpt.save(spec.index, r)
         return spec.index, r
 
@@ -269,6 +276,7 @@ def nuclei(slide_or_image, *, method: Any = "auto", model: Any = None, labels: A
     from ._backends import get_backend
 
     t_start = time.perf_counter()
+    tune_allocator()  # see tg.settings.release_memory
     slide = open_slide(slide_or_image, mpp=slide_mpp, slide_id=slide_id)
     sid = slide.slide_id
     n_jobs = settings.resolve_n_jobs(n_jobs)
