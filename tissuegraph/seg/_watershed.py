@@ -18,16 +18,19 @@ Fluorescence (and grey images; dark background)
 
 H&E / brightfield (RGB, light background)
     colour deconvolution to hematoxylin (Ruifrok & Johnston, ``skimage.color.rgb2hed``), robust
-    percentile normalisation -> foreground = Gaussian-smoothed (``0.1 D``) hematoxylin above
-    ``1.2 x Otsu`` -> seeds = maxima of the scale-normalised Laplacian-of-Gaussian blob response at
-    ``sigma = 0.3 D`` (at least ``0.5 D`` apart, response > 0.08) inside the foreground -> watershed
-    of the LoG response from these seeds inside the foreground -> objects smaller than ``0.3 x`` the
+    percentile normalisation -> foreground = Gaussian-smoothed (``0.1 D``) hematoxylin ``s`` above
+    ``1.0 x Otsu`` and at least ``0.1`` above its local background (``s`` blurred by ``1.5 D``), holes
+    filled -> seed surface = hematoxylin smoothed by ``0.15 D`` plus ``min(distance to background,
+    D/2) / D`` -> seeds = its maxima inside the foreground, at least ``0.4 D`` apart -> watershed of
+    that surface from these seeds inside the foreground -> objects smaller than ``0.3 x`` the
     disc area removed -> fragment merging: two touching objects become one when their shared border is
     at least the inscribed diameter of the smaller one and their union is convex (solidity >= 0.85),
     so that a large textured nucleus (10-18 µm) over-seeded at the 7 µm seed scale comes out whole,
     while touching round nuclei (short contact chord, notched union) stay apart.  ``D = 7 µm`` by
     default when ``mpp`` is known (fitted on CRCHistoPhenotypes ``train``; the merging rule on
-    ``train`` plus synthetic slides of seeds 0-4).
+    ``train`` plus synthetic slides of seeds 0-4).  ``dist_weight=0`` gives the previous seeds (maxima
+    of the scale-normalised LoG at ``0.3 D``, response > 0.08, watershed of the LoG response); with
+    ``threshold_scale=1.2, local_offset=0, min_distance=0.5`` as well, the previous default.
     With ``mpp=None`` ``D`` is estimated per image as below (less reliable on H&E than on fluorescence).
 
 The default fractions were fitted on data that is not used to report accuracy: the DSB 2018
@@ -72,10 +75,14 @@ WATERSHED_DEFAULTS: dict[str, dict[str, float]] = {
     "he": dict(
         diameter_um=7.0,  # used when mpp is known (fitted on CRCHisto train)
         sigma=0.1,
-        threshold_scale=1.2,
-        log_sigma=0.3,
-        min_distance=0.5,
-        log_threshold=0.08,
+        threshold_scale=1.0,  # x Otsu of the smoothed hematoxylin
+        local_sigma=1.5,  # local background: the smoothed hematoxylin blurred by this x D ...
+        local_offset=0.1,  # ... foreground must also exceed it by this much (normalised units; 0: off)
+        seed_sigma=0.15,  # seed surface: hematoxylin smoothed by this x D ...
+        dist_weight=1.0,  # ... + this x min(distance to background, D/2) / D  (0: LoG seeds below)
+        log_sigma=0.3,  # LoG seeds, used only with dist_weight=0 (the previous default)
+        min_distance=0.4,
+        log_threshold=0.08,  # (LoG seeds only)
         min_area=0.3,
         max_area_um2=500.0,
         merge_contact=1.0,  # merge two touching objects when their shared border >= this x the smaller
@@ -355,14 +362,23 @@ def _he(g: np.ndarray, D: float, p: dict, sigma_px, min_distance_px, min_px, max
 
     s = _gaussian(g, _smoothing_px(p, D, sigma_px))
     t = _foreground_threshold(s, False, p, "he") if threshold is None else threshold
-    mask = ndi.binary_fill_holes(s > t)
+    fg = s > t
+    if p["local_offset"] > 0:  # and above the local background (pale stroma vs crowded epithelium)
+        fg &= s > _gaussian(s, max(p["local_sigma"] * D, 0.5)) + p["local_offset"]
+    mask = ndi.binary_fill_holes(fg)
     if not mask.any():
         return np.zeros(g.shape, np.int32)
-    ls = max(p["log_sigma"] * D, 1.0)
-    resp = -ndi.gaussian_laplace(g, ls, mode="nearest") * ls * ls
+    if p["dist_weight"] > 0:
+        dist = ndi.distance_transform_edt(mask)
+        resp = _gaussian(g, max(p["seed_sigma"] * D, 0.5)) + p["dist_weight"] * np.minimum(dist, 0.5 * D) / D
+        resp[~mask] = 0.0  # > 0 inside the mask: every maximum there is a candidate seed
+        floor = 0.0
+    else:
+        ls = max(p["log_sigma"] * D, 1.0)
+        resp = -ndi.gaussian_laplace(g, ls, mode="nearest") * ls * ls
+        floor = p["log_threshold"]
     md = min_distance_px if min_distance_px is not None else p["min_distance"] * D
-    pk = peak_local_max(resp, min_distance=max(1, int(round(md))), threshold_abs=p["log_threshold"],
-                        exclude_border=False)
+    pk = peak_local_max(resp, min_distance=max(1, int(round(md))), threshold_abs=floor, exclude_border=False)
     pk = pk[mask[pk[:, 0], pk[:, 1]]]
     markers = np.zeros(g.shape, np.int32)
     markers[pk[:, 0], pk[:, 1]] = np.arange(1, len(pk) + 1)
@@ -506,7 +522,7 @@ def watershed_nuclei(image, *, mpp: float | None = None, modality: str = "auto",
     h_um
         Fluorescence: h-maxima height of the seeds on the distance transform. Default ``0.02 D``.
     min_distance_um
-        H&E: minimal distance between two seeds. Default ``0.5 D``.
+        H&E: minimal distance between two seeds. Default ``0.4 D``.
     min_area_um2, max_area_um2
         Size filter. Defaults: min ``0.15`` (fluorescence) / ``0.3`` (H&E) x the area of a disc of
         diameter ``D``; max none (fluorescence) / 500 µm² (H&E, only when ``mpp`` is known).
@@ -545,7 +561,8 @@ def watershed_nuclei(image, *, mpp: float | None = None, modality: str = "auto",
                          f"known: {sorted(p)}.")
     for k, v in params.items():
         p[k] = float(check_positive(v, k)) if k not in ("intensity_weight", "grow", "relative_threshold",
-                                                       "merge_contact", "merge_solidity") \
+                                                       "merge_contact", "merge_solidity", "local_offset",
+                                                       "dist_weight") \
             else float(v)
     if mpp is None:
         given = [n for n, v in (("diameter_um", diameter_um), ("sigma_um", sigma_um), ("h_um", h_um),
