@@ -81,6 +81,17 @@ def _edge_lengths_px(adata, conn: sparse.csr_matrix, dist: sparse.csr_matrix | N
     return out
 
 
+def _graph_edges(adata, key: str, spatial_key: str):
+    """``(conn, pos_px, rows, cols, lengths_px)`` of the graph ``key``: its connectivities, the centroids
+    (or ``None``), and every stored edge ``rows[e] -> cols[e]`` in CSR order with its length."""
+    conn, dist = _graph(adata, key)
+    n = adata.n_obs
+    pos = np.asarray(adata.obsm[spatial_key], dtype=np.float64) if spatial_key in adata.obsm else None
+    lengths = _edge_lengths_px(adata, conn, dist, pos)
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(conn.indptr))
+    return conn, pos, rows, conn.indices.astype(np.int64), lengths
+
+
 def _node_mpp(adata) -> np.ndarray | None:
     """µm/px of every cell (from its slide), or None when any cell's slide has no µm/px."""
     n = adata.n_obs
@@ -190,12 +201,8 @@ def to_pyg(adata, *, key: str = "spatial", features: str | Sequence[str] | None 
     """
     torch = _import("torch", "torch")
     pyg_data = _import("torch_geometric.data", "torch-geometric")
-    conn, dist = _graph(adata, key)
+    conn, pos_px, rows, cols, lengths = _graph_edges(adata, key, spatial_key)
     n = adata.n_obs
-    pos_px = np.asarray(adata.obsm[spatial_key], dtype=np.float64) if spatial_key in adata.obsm else None
-    lengths = _edge_lengths_px(adata, conn, dist, pos_px)
-    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(conn.indptr))
-    cols = conn.indices.astype(np.int64)
     mpp = _node_mpp(adata)
     unit = "um" if mpp is not None else "px"
     if mpp is not None:
@@ -355,12 +362,8 @@ def to_networkx(adata, *, key: str = "spatial", node_attrs: Sequence[str] | None
     ``distance`` (level-0 px) and, when µm/px is known, ``distance_um``.
     """
     nx = _import("networkx", "networkx")
-    conn, dist = _graph(adata, key)
+    conn, pos, rows, cols, lengths = _graph_edges(adata, key, spatial_key)
     n = adata.n_obs
-    pos = np.asarray(adata.obsm[spatial_key], dtype=np.float64) if spatial_key in adata.obsm else None
-    lengths = _edge_lengths_px(adata, conn, dist, pos)
-    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(conn.indptr))
-    cols = conn.indices.astype(np.int64)
     symmetric = (conn != conn.T).nnz == 0
     G = nx.Graph() if symmetric else nx.DiGraph()
     attrs = list(node_attrs or [])
