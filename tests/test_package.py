@@ -10,7 +10,8 @@ import pytest
 
 import tissuegraph as tg
 
-HEAVY = ("torch", "tensorflow", "stardist", "openslide", "scanpy", "torch_geometric", "keras", "squidpy")
+HEAVY = ("torch", "tensorflow", "stardist", "openslide", "scanpy", "torch_geometric", "keras", "squidpy",
+         "numba")
 SUBMODULES = ("io", "datasets", "seg", "feat", "graph")
 
 

@@ -25,7 +25,10 @@ position; the tests and ``benchmarks/bench_graph.py`` check it):
   and every row has exactly ``k`` entries (column sums vary).  ``Symmetrize('union')`` gives the usual
   undirected kNN graph, ``Symmetrize('mutual')`` the mutual kNN graph.  Ties at the k-th distance are
   broken by the smaller cell index (squidpy leaves them to scikit-learn's traversal order).  With ``n
-  <= k`` cells every cell is linked to all others (squidpy raises).
+  <= k`` cells every cell is linked to all others (squidpy raises).  From ``_KNN_GRID_MIN`` (20k)
+  cells on the search is an exact grid search compiled with numba (``_knn_kernel``: cells of ~2
+  points, a ring/disc search per cell with a top-k buffer); below that, or where numba is missing or
+  the points do not suit a grid, a cKDTree query.  The two give bit-identical graphs and distances.
 - **radius**: ``i -- j`` iff ``i != j`` and ``|p_i - p_j| <= r`` (inclusive; symmetric).
 - **Delaunay**: the edges of the Delaunay triangulation (symmetric).  Inputs with >= 50k cells are
   triangulated in overlapping tiles and every triangle is certified (see :func:`delaunay_triangles`):
@@ -103,6 +106,9 @@ _TILE_MIN = 50_000
 _TILE_POINTS = 4000  # target points per tile core
 _TILE_HALO = 3.0  # halo width, in mean point spacings
 _CHUNK = 1 << 16  # rows per block in threaded post-processing
+# kNN by the numba grid kernel (``_knn_kernel``) from this many points on; False: always the cKDTree.
+_KNN_GRID = True
+_KNN_GRID_MIN = 20_000
 
 
 # =====================================================================================================
@@ -197,14 +203,37 @@ def _check_k(k: Any) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ kNN
-def _knn_csr(points, k: int, *, n_jobs: int = 1):
-    """Directed kNN graph of ``points`` (see the module docstring for the exact semantics)."""
+def _knn_csr(points, k: int, *, n_jobs: int = 1, impl: Literal["auto", "grid", "tree"] = "auto"):
+    """Directed kNN graph of ``points`` (see the module docstring for the exact semantics).
+
+    Two exact implementations give bit-identical results (indices and float64 distances, ties at the
+    k-th distance to the smaller original index):
+
+    - ``"grid"``: the numba kernel of :mod:`._knn_kernel`: square cells of ~2 points (smaller where
+      points cluster), counting sort by cell (row-major, which also sorts the queries spatially), per
+      query the 3 x 3 block of cells, then the cells the disc of the current k-th distance reaches,
+      with a branch-free top-(k+1) buffer of squared distances; only rows with ties at the k-th
+      rounded distance rank candidates by (distance, original index).  Rows whose search runs over a
+      work budget (far outliers, large groups of coincident points) are answered by the tree below;
+    - ``"tree"``: Morton sort, a cKDTree query of ``k + 2`` candidates, exact tie resolution
+      (:func:`_knn_resolve_ties`), rows sorted by column.
+
+    ``impl="auto"`` (the default) uses the grid from ``_KNN_GRID_MIN`` points on when numba imports,
+    unless the points crowd into a few cells (the kernel declines), and the tree otherwise.
+    ``"grid"`` forces the kernel (also on tiny and degenerate inputs; for tests), ``"tree"`` the tree.
+    """
     pts = check_points(points)
     n = len(pts)
     k = _check_k(k)
     k = min(k, n - 1)
     if k <= 0:
         return _empty(n)
+    if impl not in ("auto", "grid", "tree"):
+        raise ValueError(f"impl must be 'auto', 'grid' or 'tree', got {impl!r}")
+    if impl == "grid" or (impl == "auto" and _KNN_GRID and n >= _KNN_GRID_MIN):
+        out = _knn_grid_csr(pts, k, n_jobs=n_jobs, force=impl == "grid")
+        if out is not None:
+            return out
     order = _spatial_order(pts)
     q = pts if order is None else pts[order]
     tree = cKDTree(q, balanced_tree=False, compact_nodes=False)
@@ -279,28 +308,59 @@ def _run_chunks(n: int, n_jobs: int, fn) -> None:
             f.result()
 
 
-def _knn_resolve_ties(tree, q, orig, rows, k, nb, nd, n_jobs):
+def _knn_resolve_ties(tree, q, orig, rows, k, nb, nd, n_jobs, slots=None):
     """For rows whose k-th distance is tied: take the k others with the smallest (distance, original
-    index), querying more candidates until the whole tie group is seen."""
+    index), querying more candidates until the whole tie group is seen.  Row ``rows[j]`` is written to
+    ``nb[slots[j]]`` / ``nd[slots[j]]`` (default: ``slots = rows``)."""
     n = len(q)
     kk = min(n, 2 * (k + 2))
-    pending = rows
+    pending = np.asarray(rows, dtype=np.int64)
+    pending_slots = pending if slots is None else np.asarray(slots, dtype=np.int64)
     while len(pending):
         dist, idx = tree.query(q[pending], k=kk, workers=n_jobs)
         dist = dist.reshape(len(pending), -1)
         idx = idx.reshape(len(pending), -1)
         still = []
-        for r, drow, irow in zip(pending, dist, idx):
+        for j, (r, drow, irow) in enumerate(zip(pending, dist, idx)):
             keep = irow != r
             drow, irow = drow[keep], irow[keep]
             if kk < n and len(drow) > k and drow[-1] <= drow[k - 1]:
-                still.append(r)
+                still.append(j)
                 continue
             sel = np.lexsort((orig[irow], drow))[:k]
-            nb[r] = irow[sel]
-            nd[r] = drow[sel]
-        pending = np.asarray(still, dtype=np.int64)
+            nb[pending_slots[j]] = irow[sel]
+            nd[pending_slots[j]] = drow[sel]
+        still = np.asarray(still, dtype=np.int64)
+        pending, pending_slots = pending[still], pending_slots[still]
         kk = min(n, 2 * kk)
+
+
+def _knn_grid_csr(pts: np.ndarray, k: int, *, n_jobs: int = 1, force: bool = False):
+    """``_knn_csr`` by the numba grid kernel; ``None`` when numba is missing (unless ``force``) or the
+    kernel declines the points (see :mod:`._knn_kernel`)."""
+    # lazy: numba is not imported with tissuegraph
+    try:
+        from ._knn_kernel import knn_grid
+    except ImportError:
+        if force:
+            raise
+        return None
+    n = len(pts)
+    itype = _index_dtype(n, n * k)
+    out = knn_grid(pts, k, n_jobs=n_jobs, index_dtype=itype, force=force)
+    if out is None:
+        return None
+    indices, data, hard = out
+    if len(hard):  # rows whose grid search was too long: the exact tree search
+        tree = cKDTree(pts, balanced_tree=False, compact_nodes=False)
+        nb = np.empty((len(hard), k), dtype=np.int64)
+        nd = np.empty((len(hard), k), dtype=np.float64)
+        _knn_resolve_ties(tree, pts, np.arange(n), hard, k, nb, nd, n_jobs, slots=np.arange(len(hard)))
+        o = np.argsort(nb, axis=1)
+        at = (hard[:, None] * k + np.arange(k)).ravel()
+        indices[at] = np.take_along_axis(nb, o, axis=1).ravel()
+        data[at] = np.take_along_axis(nd, o, axis=1).ravel()
+    return np.arange(0, n * k + 1, k, dtype=itype), indices, data
 
 
 # --------------------------------------------------------------------------------------------- radius
@@ -660,7 +720,7 @@ def knn_edges(points, k: int = 6, *, n_jobs: int | None = None):
     k
         Neighbours per point (capped at ``n - 1``).
     n_jobs
-        Threads for the tree queries (default ``tg.settings.n_jobs``; ``-1`` = all cores).
+        Threads for the neighbour search (default ``tg.settings.n_jobs``; ``-1`` = all cores).
 
     Returns
     -------
@@ -1029,7 +1089,7 @@ class GraphBuilder:
         mpp
             µm per px, required when a parameter is in µm.
         n_jobs
-            Threads for tree queries (default ``tg.settings.n_jobs``).
+            Threads for the kNN search and tree queries (default ``tg.settings.n_jobs``).
         """
         pts = check_points(points)
         mpp = self._check_mpp(mpp)
@@ -1241,7 +1301,7 @@ def spatial_neighbors(adata, builder: GraphBuilder | None = None, *, spatial_key
         Writes ``obsp[f'{key_added}_connectivities']``, ``obsp[f'{key_added}_distances']`` and
         ``uns[f'{key_added}_neighbors']`` (squidpy's names; ``'spatial'`` is what squidpy reads).
     n_jobs
-        Threads for the kNN tree queries and row sorting, and for the queries that certify tiled
+        Threads for the kNN search, and for the queries that certify tiled
         Delaunay triangles (default ``tg.settings.n_jobs``; ``-1`` = all cores).  The radius search and
         Qhull are single-threaded.  Results never depend on it.
     copy
