@@ -922,7 +922,32 @@ def _limit_px(um, px, mpp, what: str) -> float:
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class MaxEdgeLength(GraphStep):
+class _EdgeLengthStep(GraphStep):
+    """Keep the edges whose length passes ``_keep(length, limit_px)``; the limit is ``um`` (needs µm/px)
+    or ``px`` (level-0 px), exactly one of them."""
+
+    um: float | None = None
+    px: float | None = None
+
+    def __post_init__(self):
+        um, px = _length_limit(self.um, self.px, type(self).__name__)
+        object.__setattr__(self, "um", um)
+        object.__setattr__(self, "px", px)
+
+    @property
+    def needs_mpp(self) -> bool:  # type: ignore[override]
+        return self.um is not None
+
+    @staticmethod
+    def _keep(length: np.ndarray, limit: float) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def _apply(self, g, points, mpp):
+        return g.select(self._keep(g.dist, _limit_px(self.um, self.px, mpp, repr(self))))
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class MaxEdgeLength(_EdgeLengthStep):
     """Remove edges longer than ``um`` micrometres (or ``px`` level-0 pixels); equal lengths are kept.
 
     Parameters
@@ -933,24 +958,13 @@ class MaxEdgeLength(GraphStep):
         Longest edge kept, level-0 px (the pixel escape hatch; give either ``um`` or ``px``).
     """
 
-    um: float | None = None
-    px: float | None = None
-
-    def __post_init__(self):
-        um, px = _length_limit(self.um, self.px, "MaxEdgeLength")
-        object.__setattr__(self, "um", um)
-        object.__setattr__(self, "px", px)
-
-    @property
-    def needs_mpp(self) -> bool:  # type: ignore[override]
-        return self.um is not None
-
-    def _apply(self, g, points, mpp):
-        return g.select(g.dist <= _limit_px(self.um, self.px, mpp, repr(self)))
+    @staticmethod
+    def _keep(length, limit):
+        return length <= limit
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class MinEdgeLength(GraphStep):
+class MinEdgeLength(_EdgeLengthStep):
     """Remove edges shorter than ``um`` micrometres (or ``px`` level-0 px); equal lengths are kept.
 
     ``RadiusGraph(radius_px=b, steps=[MinEdgeLength(px=a)])`` is squidpy's ``radius=(a, b)``.  It also
@@ -964,20 +978,9 @@ class MinEdgeLength(GraphStep):
         Shortest edge kept, level-0 px.
     """
 
-    um: float | None = None
-    px: float | None = None
-
-    def __post_init__(self):
-        um, px = _length_limit(self.um, self.px, "MinEdgeLength")
-        object.__setattr__(self, "um", um)
-        object.__setattr__(self, "px", px)
-
-    @property
-    def needs_mpp(self) -> bool:  # type: ignore[override]
-        return self.um is not None
-
-    def _apply(self, g, points, mpp):
-        return g.select(g.dist >= _limit_px(self.um, self.px, mpp, repr(self)))
+    @staticmethod
+    def _keep(length, limit):
+        return length >= limit
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
