@@ -182,3 +182,39 @@ def test_two_phase_backends_are_pipelined_with_identical_results(n_jobs):
     ref = tg.seg.nuclei(img, method=ThresholdBackend(), tile_size=160, overlap=64, mask="all")
     two = tg.seg.nuclei(img, method=TwoPhaseBackend(), tile_size=160, overlap=64, mask="all", n_jobs=n_jobs)
     pd.testing.assert_frame_equal(ref.drop(columns=[K.nuclei.contour]), two.drop(columns=[K.nuclei.contour]))
+
+
+class ShapeRecorder(ThresholdBackend):
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def segment(self, image, *, mpp=None):
+        self.shapes.append(image.shape[:2])
+        return super().segment(image, mpp=mpp)
+
+
+@pytest.mark.parametrize("two_phase", [False, True])
+def test_tiles_at_the_far_edges_are_cut_to_the_slide_plus_context(two_phase):
+    img, truth = disks_image((300, 500), n=25, seed=4)
+    rec = ShapeRecorder()
+    if two_phase:
+        class Rec2(TwoPhaseBackend):
+            def predict(self, image, *, mpp=None):
+                rec.shapes.append(image.shape[:2])
+                return super().predict(image, mpp=mpp)
+
+        backend = Rec2()
+    else:
+        backend = rec
+    df = tg.seg.nuclei(img, method=backend, tile_size=256, overlap=64, mask="all", progress=False)
+    assert len(df) == truth.max()  # nothing lost at the far edges
+    assert len(rec.shapes) == df.attrs["n_tiles"]
+    assert any(s != (256, 256) for s in rec.shapes)
+    for h, w in rec.shapes:
+        assert h <= 256 and w <= 256
+    # a tile never reaches more than half the overlap (32 px) beyond the slide's far edges
+    grid = tg.io.tile_grid(tg.io.open_slide(img), mpp=None, size=256, overlap=64, mask=None)
+    for spec, (h, w) in zip(grid.specs, rec.shapes):
+        rows, cols = spec.inside_mask((500, 300))
+        assert (h, w) == (min(256, rows.stop + 32), min(256, cols.stop + 32))

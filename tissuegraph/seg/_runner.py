@@ -106,23 +106,53 @@ def _objects_of_tile(spec, labels: np.ndarray, scores: np.ndarray | None, slide_
                 contours=[cont[int(i)] for i in ids], cut=cut)
 
 
-def _process_tile(spec, slide, backend, calibration, slide_size):
+def _read_tile(spec, slide, slide_size, margin: int) -> np.ndarray:
+    """The tile image, cut at ``margin`` px beyond the slide's right and bottom edges.
+
+    A tile at the slide's far edge would otherwise be mostly mirrored padding: segmenting it costs
+    time and finds nothing that is kept. ``margin`` (half the overlap) keeps the same context beyond
+    the edge that every inner border has."""
+    image = spec.read(slide, pad=_TILE_PAD)
+    rows, cols = spec.inside_mask(slide_size)
+    h, w = min(spec.height, rows.stop + margin), min(spec.width, cols.stop + margin)
+    if (h, w) != (spec.height, spec.width):
+        image = np.ascontiguousarray(image[:h, :w])
+    return image
+
+
+def _full_tile(spec, labels) -> np.ndarray:
+    """Labels of a cut tile (see :func:`_read_tile`) padded back to the tile's shape."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape != (spec.height, spec.width) \
+            and labels.shape[0] <= spec.height and labels.shape[1] <= spec.width:
+        full = np.zeros((spec.height, spec.width), dtype=labels.dtype)
+        full[:labels.shape[0], :labels.shape[1]] = labels
+        return full
+    return labels
+
+
+def _process_tile(spec, slide, backend, calibration, slide_size, margin: int):
     if getattr(backend, "reads_labels", False):
         labels, scores = backend.read_labels(spec), None
     else:
-        image = spec.read(slide, pad=_TILE_PAD)
+        image = _read_tile(spec, slide, slide_size, margin)
         kwargs = {"mpp": _tile_mpp(spec, slide)}
         if calibration is not None:
             kwargs["calibration"] = calibration
+        shape = image.shape[:2]
         labels, scores = backend.segment(image, **kwargs)
         del image
+        if np.shape(labels) != shape:
+            raise InputError(f"The backend returned labels of shape {np.shape(labels)} for an image of shape "
+                             f"{shape}.")
+        labels = _full_tile(spec, labels)
     r = _objects_of_tile(spec, labels, scores, slide_size)
     del labels, scores
     release_memory()  # see tg.settings.release_memory
     return r
 
 
-def _pipelined(todo, slide, backend, calibration, ckpt, n_jobs: int):
+def _pipelined(todo, slide, backend, calibration, ckpt, n_jobs: int, margin: int):
     """Yield (index, result) for two-phase backends: ``predict`` tile after tile here, ``postprocess``
     (NMS, polygon rendering, ownership, contours) of earlier tiles in ``max(1, n_jobs)`` threads.
     At most ``2 * workers`` predictions wait, so memory stays bounded."""
@@ -131,9 +161,9 @@ def _pipelined(todo, slide, backend, calibration, ckpt, n_jobs: int):
     workers = max(1, n_jobs)
     slide_size = slide.dimensions
 
-    def post(spec, raw):
-        labels, scores = backend.postprocess(raw, image_shape=(spec.height, spec.width))
-        r = _objects_of_tile(spec, labels, scores, slide_size)
+    def post(spec, raw, shape):
+        labels, scores = backend.postprocess(raw, image_shape=shape)
+        r = _objects_of_tile(spec, _full_tile(spec, labels), scores, slide_size)
         del labels, scores, raw
         release_memory()
         ckpt.save(spec.index, r)
@@ -145,8 +175,10 @@ def _pipelined(todo, slide, backend, calibration, ckpt, n_jobs: int):
             kwargs = {"mpp": _tile_mpp(spec, slide)}
             if calibration is not None:
                 kwargs["calibration"] = calibration
-            raw = backend.predict(spec.read(slide, pad=_TILE_PAD), **kwargs)
-            pending.append(ex.submit(post, spec, raw))
+            image = _read_tile(spec, slide, slide_size, margin)
+            raw = backend.predict(image, **kwargs)
+            pending.append(ex.submit(post, spec, raw, image.shape[:2]))
+            del image
             while len(pending) > 2 * workers or (pending and pending[0].done()):
                 yield pending.popleft().result()
         while pending:
@@ -359,7 +391,7 @@ def nuclei(slide_or_image, *, method: Any = "auto", model: Any = None, labels: A
         logger.info("%s: resuming, %d of %d tiles already done", sid, len(grid) - len(todo), len(grid))
 
     def work(spec):
-        r = _process_tile(spec, slide, backend, calibration, slide.dimensions)
+        r = _process_tile(spec, slide, backend, calibration, slide.dimensions, overlap // 2)
         ckpt.save(spec.index, r)
         return spec.index, r
 
@@ -370,7 +402,7 @@ def nuclei(slide_or_image, *, method: Any = "auto", model: Any = None, labels: A
         if two_phase and len(todo) > 1:
             # network phase in this thread (the framework uses all cores), while non-maximum
             # suppression and measurement of earlier tiles run in parallel worker threads
-            for i, r in _pipelined(todo, slide, backend, calibration, ckpt, n_jobs):
+            for i, r in _pipelined(todo, slide, backend, calibration, ckpt, n_jobs, overlap // 2):
                 results[i] = r
                 bar.update()
         elif n_jobs == 1 or len(todo) <= 1:
