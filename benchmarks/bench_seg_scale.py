@@ -4,7 +4,8 @@ Goal (issue "Nuclei segmentation"): segmenting a 4x larger synthetic slide must 
 more than 10%. Each measurement runs in a fresh subprocess so that peak RSS (ru_maxrss) belongs to that
 run alone. Synthetic slides are made once and cached in --workdir. ``watershed`` segments the H&E
 slide (tissue tiles only); ``stardist`` (the shipped fluorescence model ``tg_dsb2018_fluo``) segments the
-same slide turned into a one-channel haematoxylin image (every tile: fluorescence has no tissue mask).
+same slide turned into a one-channel haematoxylin image (every tile: fluorescence has no tissue mask);
+``labels`` reads the slide's true instance-label pyramid (bring-your-own labels from another tool).
 MP/s is slide area over wall time. Peak memory is sampled by thread timing (two tiles in flight), so
 ``--repeats`` runs each measurement several times and the ratio uses the largest peak of each size.
 
@@ -30,9 +31,12 @@ import tissuegraph as tg
 tg.settings.progress = False
 path, method, n_jobs, tile = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 slide = tg.io.open_slide(path)
-backend = tg.seg.get_backend(method)
-# warm-up on a small crop so that one-off costs (TF graph building, imports) are not counted
-tg.seg.nuclei(slide.read_region((0, 0), 0, (512, 512)), method=backend, slide_mpp=slide.mpp, mask="all")
+if method == "labels":  # bring your own: the slide's true instance labels, as another tool would give
+    backend = tg.seg.get_backend("labels", labels=path.replace(".tiff", ".labels.tiff"))
+else:
+    backend = tg.seg.get_backend(method)
+    # warm-up on a small crop so that one-off costs (TF graph building, imports) are not counted
+    tg.seg.nuclei(slide.read_region((0, 0), 0, (512, 512)), method=backend, slide_mpp=slide.mpp, mask="all")
 rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
 df = tg.seg.nuclei(slide, method=backend, n_jobs=n_jobs, tile_size=tile)
