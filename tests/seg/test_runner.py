@@ -218,3 +218,14 @@ def test_tiles_at_the_far_edges_are_cut_to_the_slide_plus_context(two_phase):
     for spec, (h, w) in zip(grid.specs, rec.shapes):
         rows, cols = spec.inside_mask((500, 300))
         assert (h, w) == (min(256, rows.stop + 32), min(256, cols.stop + 32))
+
+
+def test_two_phase_backend_with_wrong_label_shape_is_named():
+    img, _ = disks_image((300, 500), n=10, seed=2)
+
+    class BadPost(TwoPhaseBackend):
+        def postprocess(self, raw, *, image_shape=None):
+            return np.zeros((5, 5), np.int32), None
+
+    with pytest.raises(tg.InputError, match="labels of shape"):
+        tg.seg.nuclei(img, method=BadPost(), tile_size=256, overlap=64, mask="all", progress=False)

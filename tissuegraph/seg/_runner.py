@@ -120,11 +120,14 @@ def _read_tile(spec, slide, slide_size, margin: int) -> np.ndarray:
     return image
 
 
-def _full_tile(spec, labels) -> np.ndarray:
-    """Labels of a cut tile (see :func:`_read_tile`) padded back to the tile's shape."""
+def _full_tile(spec, labels, shape: tuple[int, int]) -> np.ndarray:
+    """Labels of a tile image of ``shape`` (cut by :func:`_read_tile`), checked and padded back to the
+    tile's shape."""
     labels = np.asarray(labels)
-    if labels.ndim == 2 and labels.shape != (spec.height, spec.width) \
-            and labels.shape[0] <= spec.height and labels.shape[1] <= spec.width:
+    if labels.shape != tuple(shape):
+        raise InputError(f"The backend returned labels of shape {labels.shape} for an image of shape "
+                         f"{tuple(shape)}.")
+    if labels.shape != (spec.height, spec.width):
         full = np.zeros((spec.height, spec.width), dtype=labels.dtype)
         full[:labels.shape[0], :labels.shape[1]] = labels
         return full
@@ -142,10 +145,7 @@ def _process_tile(spec, slide, backend, calibration, slide_size, margin: int):
         shape = image.shape[:2]
         labels, scores = backend.segment(image, **kwargs)
         del image
-        if np.shape(labels) != shape:
-            raise InputError(f"The backend returned labels of shape {np.shape(labels)} for an image of shape "
-                             f"{shape}.")
-        labels = _full_tile(spec, labels)
+        labels = _full_tile(spec, labels, shape)
     r = _objects_of_tile(spec, labels, scores, slide_size)
     del labels, scores
     release_memory()  # see tg.settings.release_memory
@@ -163,7 +163,7 @@ def _pipelined(todo, slide, backend, calibration, ckpt, n_jobs: int, margin: int
 
     def post(spec, raw, shape):
         labels, scores = backend.postprocess(raw, image_shape=shape)
-        r = _objects_of_tile(spec, _full_tile(spec, labels), scores, slide_size)
+        r = _objects_of_tile(spec, _full_tile(spec, labels, shape), scores, slide_size)
         del labels, scores, raw
         release_memory()
         ckpt.save(spec.index, r)
