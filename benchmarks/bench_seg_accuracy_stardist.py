@@ -11,7 +11,9 @@ Sets (never used for training or validation of the shipped models; see
   IoU 0.5 (TP/FP/FN summed over the images), precision, recall, panoptic quality, mean per-image F1.
 - ``dsb_brightfield_test``: the first 20 brightfield images (same metrics).
 - ``crchisto_validation``: H&E, 0.55 µm/px, nucleus centres only: detection F1 of the predicted
-  centroids within 3 µm (one-to-one matching).
+  centroids within 3 µm (one-to-one matching).  A model trained on CRCHisto's *train* folder
+  (``train_stardist_models.py crchisto``, research use only, never shipped) is passed with
+  ``--he-model tg_dsb2018_he /tmp/tg_models/tg_crchisto_points``.
 
 Writes ``benchmarks/results/seg_accuracy_stardist.json`` (and ``.md``).  Metrics are
 ``tissuegraph.seg.matching_scores`` / ``detection_scores`` (StarDist's matching definitions).
@@ -31,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from train_stardist_models import dsb_index, dsb_split, load_dsb, shared_data_dir  # noqa: E402
+from train_stardist_models import dsb_index, dsb_split, load_crchisto, load_dsb, shared_data_dir  # noqa: E402
 
 CRC_MPP = 0.55
 
@@ -55,21 +57,6 @@ def _segment_counts(backend, X, Y, *, mpp=None):
                 precision=tp / max(1, tp + fp), recall=tp / max(1, tp + fn),
                 f1=2 * tp / max(1, 2 * tp + fp + fn), panoptic_quality=tot["sum_iou"] / max(1e-9, tp + fp / 2 + fn / 2),
                 mean_image_f1=float(np.mean(per_image)), seconds=round(sec, 2))
-
-
-def _crchisto(data: Path, split: str, limit=None):
-    import pandas as pd
-    from PIL import Image
-
-    folder = data / "crchisto" / split
-    names = sorted(p.stem for p in folder.glob("*.png"))
-    names = sorted(names, key=lambda n: int("".join(c for c in n if c.isdigit()) or 0))[:limit]
-    X, P = [], []
-    for n in names:
-        X.append(np.asarray(Image.open(folder / f"{n}.png"))[..., :3])
-        df = pd.read_csv(folder / f"{n}.csv")
-        P.append(df[["x", "y"]].to_numpy(float))
-    return names, X, P
 
 
 def _detection_counts(backend, X, P, *, mpp):
@@ -103,10 +90,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=None)
     p.add_argument("--fluo-model", default="tg_dsb2018_fluo")
-    p.add_argument("--he-model", default="tg_dsb2018_he", help="brightfield model ('' to skip)")
+    p.add_argument("--he-model", nargs="*", default=["tg_dsb2018_he"],
+                   help="brightfield / H&E model(s): names or folders (none to skip)")
     p.add_argument("--he-rgb-to", default=None, help="rgb_to= for the brightfield model (e.g. hematoxylin)")
     p.add_argument("--he-mpp", type=float, nargs="*", default=[],
-                   help="also evaluate the H&E model as if trained at these µm/px (CRCHisto is resampled)")
+                   help="also evaluate H&E models that have no pixel size as if trained at these µm/px "
+                        "(CRCHisto is resampled)")
     p.add_argument("--no-watershed", action="store_true")
     p.add_argument("--quick", action="store_true", help="5 images per set")
     p.add_argument("--threads", type=int, default=2)
@@ -148,19 +137,22 @@ def main(argv=None) -> int:
     # brightfield / H&E
     split_bf = dsb_split(index, "brightfield")
     Xb, Yb = load_dsb(data, split_bf["test"][:limit], "brightfield")
-    names, Xc, Pc = _crchisto(data, "validation", limit)
+    names, Xc, Pc = (v[:limit] for v in load_crchisto(data, "validation"))
     backends = []
-    if args.he_model:
+    for he_model in args.he_model:
         try:
             kw = {"n_threads": args.threads}
             if args.he_rgb_to:
                 kw["rgb_to"] = args.he_rgb_to
-            he = tg.seg.load_stardist(args.he_model, **kw)
-            backends.append((he.name, he, None))
-            for m in args.he_mpp:
-                backends.append((he.name, tg.seg.load_stardist(args.he_model, mpp=m, **kw), m))
+            he = tg.seg.load_stardist(he_model, **kw)
         except (tg.WeightsUnavailableError, tg.InputError) as exc:
-            print(f"(no H&E model: {exc})".splitlines()[0], flush=True)
+            print(f"(no H&E model {he_model}: {exc})".splitlines()[0], flush=True)
+            continue
+        seen = set(he.info.get("split", {}).get("train", [])) | set(he.info.get("split", {}).get("val", []))
+        assert not seen & (set(split_bf["test"]) | set(names)), f"{he.name} was trained on test images"
+        backends.append((he.name, he, None))
+        for m in args.he_mpp if he.mpp is None else ():  # only models without a pixel size
+            backends.append((he.name, tg.seg.load_stardist(he_model, mpp=m, **kw), m))
     ws = None if args.no_watershed else _watershed("he")
     if ws is not None:
         backends.append(("watershed", ws, None))

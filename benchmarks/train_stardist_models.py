@@ -6,6 +6,8 @@ The exact commands used for the shipped models are recorded in ``tissuegraph/seg
     python benchmarks/train_stardist_models.py fluo --out tissuegraph/seg/models
     # brightfield (H&E-like) model, DSB 2018 brightfield images (CC0)
     python benchmarks/train_stardist_models.py he --out tissuegraph/seg/models
+    # H&E model from CRCHisto nucleus centres (research use only: for the benchmark, never shipped)
+    python benchmarks/train_stardist_models.py crchisto --out /tmp/tg_models
 
 Data: ``../shared/data/dsb2018/train`` (or ``$TISSUEGRAPH_SHARED_DATA/dsb2018/train``), never copied
 into the package.  The split is deterministic (see :func:`dsb_split`):
@@ -16,6 +18,10 @@ into the package.  The split is deterministic (see :func:`dsb_split`):
 - brightfield: the first 20 brightfield images of ``index.csv`` are held out for testing; of the rest
   10 % validate and the others train.  The brightfield model reads the haematoxylin optical density
   (``rgb_to='hematoxylin'``) and is fine-tuned from the fluorescence model.
+
+- crchisto: CRCHistoPhenotypes *train* images only (centres, no masks): pseudo-masks from the centres
+  (:func:`tissuegraph.seg.labels_from_points` cut by the watershed foreground); 60 train / 10 validate
+  (:func:`crchisto_split`); CRCHisto's validation folder stays the test set.
 
 The split (image ids) is stored in each model's ``tissuegraph.json``.  Accuracy is measured by
 ``benchmarks/eval_stardist_accuracy.py``.
@@ -86,12 +92,26 @@ def load_dsb(data: Path, ids, modality: str):
     return X, Y
 
 
+CRC_MPP = 0.55  # CRCHistoPhenotypes' pixel size (20x)
+CRC_POINT_RADIUS_UM = (5.0, 2.0)  # (largest, core) pseudo-mask radius
+
+
 CONFIGS = {
     "fluo": dict(modality="fluorescence", name="tg_dsb2018_fluo", epochs=40, steps=75, lr=1e-3,
                  description="StarDist 2-D, fluorescence nuclei; trained by tissuegraph on the DSB 2018 "
                              "stage-1 fluorescence images (BBBC038, CC0). Pixel size unknown (mpp=None)."),
     # single-channel model on the haematoxylin optical density (colour deconvolution) of brightfield
     # images, fine-tuned from the fluorescence model (haematoxylin density looks like a nuclear stain)
+    # CRCHistoPhenotypes (research use only: never shipped): nucleus centres only, so the masks are
+    # pseudo-labels from the centres (labels_from_points, cut by the watershed foreground); trained at
+    # the data's 0.55 µm/px on the haematoxylin density, fine-tuned from the shipped fluorescence model
+    "crchisto": dict(modality="he", name="tg_crchisto_points", epochs=20, steps=75, lr=5e-4, mpp=CRC_MPP,
+                     rgb_to="hematoxylin", init=str(REPO / "tissuegraph" / "seg" / "models" / "tg_dsb2018_fluo"),
+                     description="StarDist 2-D, H&E nuclei at 0.55 um/px; input = haematoxylin optical "
+                                 "density (colour deconvolution); fine-tuned by tissuegraph from "
+                                 "tg_dsb2018_fluo on CRCHistoPhenotypes train images with pseudo-masks made "
+                                 "from the annotated nucleus centres (labels_from_points). CRCHisto is for "
+                                 "research use only: this model must not be redistributed."),
     "he": dict(modality="brightfield", name="tg_dsb2018_he", epochs=15, steps=75, lr=5e-4,
                rgb_to="hematoxylin", init=str(REPO / "tissuegraph" / "seg" / "models" / "tg_dsb2018_fluo"),
                description="StarDist 2-D, brightfield (H&E / haematoxylin) nuclei; input = haematoxylin "
@@ -99,6 +119,53 @@ CONFIGS = {
                            "from tg_dsb2018_fluo on the DSB 2018 stage-1 brightfield images (BBBC038, CC0). "
                            "Pixel size unknown (mpp=None)."),
 }
+
+
+def crchisto_split(n: int = 70, *, seed: int = 0, n_val: int = 10) -> tuple[list[int], list[int]]:
+    """Positions (in natural name order) of the CRCHisto *train* images used to train / validate.
+
+    The same permutation as the watershed fit (``benchmarks/params/watershed.json``): its last
+    ``n_val`` entries validate, the others train; CRCHisto's own validation folder is never used.
+    """
+    order = np.random.default_rng(seed).permutation(n)
+    return sorted(int(i) for i in order[:-n_val]), sorted(int(i) for i in order[-n_val:])
+
+
+def load_crchisto(data: Path, split: str):
+    """(names, RGB images, (n, 2) centre arrays) of one CRCHisto folder, in natural name order."""
+    from tissuegraph.datasets import load_crchisto as _load
+
+    recs = list(_load(data / "crchisto", split=split))
+    return [r.id for r in recs], [r.image for r in recs], [r.centres[["x", "y"]].to_numpy(float) for r in recs]
+
+
+def rescale_to(X, P, mpp: float, target_mpp: float):
+    """Resample RGB images (bilinear) and their (x, y) centres from ``mpp`` to ``target_mpp``."""
+    from skimage.transform import resize
+
+    if target_mpp == mpp:
+        return X, P
+    f = mpp / target_mpp
+    Xo, Po = [], []
+    for x, pts in zip(X, P):
+        shape = (int(round(x.shape[0] * f)), int(round(x.shape[1] * f)))
+        Xo.append(np.clip(resize(x, shape, order=1, preserve_range=True, anti_aliasing=f < 1), 0, 255)
+                  .round().astype(np.uint8))
+        # pixel centres: x_new + 0.5 = (x_old + 0.5) * (new size / old size)
+        Po.append((pts + 0.5) * (np.array(shape[::-1]) / np.array(x.shape[1::-1])) - 0.5)
+    return Xo, Po
+
+
+def crchisto_pseudo_labels(X, P, mpp: float) -> list[np.ndarray]:
+    """Pseudo instance masks from the annotated centres, cut by the classical watershed's foreground."""
+    import tissuegraph as tg
+
+    out = []
+    for x, pts in zip(X, P):
+        fg = tg.seg.watershed_nuclei(x, mpp=mpp, modality="he") > 0
+        out.append(tg.seg.labels_from_points(pts, x.shape[:2], radius=CRC_POINT_RADIUS_UM[0],
+                                             min_radius=CRC_POINT_RADIUS_UM[1], foreground=fg, mpp=mpp))
+    return out
 
 
 def main(argv=None) -> int:
@@ -117,6 +184,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--name", default=None)
+    p.add_argument("--mpp", type=float, default=None,
+                   help="crchisto: train at this µm/px (images resampled from 0.55; default 0.55)")
     p.add_argument("--init", default=None, help="fine-tune from this model (name or folder)")
     args = p.parse_args(argv)
 
@@ -125,11 +194,31 @@ def main(argv=None) -> int:
 
     set_verbosity("INFO")
     cfg = CONFIGS[args.which]
+    package_models = (REPO / "tissuegraph").resolve()
+    if args.which == "crchisto" and Path(args.out).resolve().is_relative_to(package_models):
+        p.error("the crchisto model is trained on research-use-only data and must not go into the package: "
+                "pass --out DIR outside tissuegraph/")
     data = Path(args.data) if args.data else shared_data_dir()
-    split = dsb_split(dsb_index(data), cfg["modality"], seed=args.seed)
-    X, Y = load_dsb(data, split["train"], cfg["modality"])
-    Xv, Yv = load_dsb(data, split["val"], cfg["modality"])
-    print(f"{args.which}: {len(X)} train, {len(Xv)} val, {len(split['test'])} test images", flush=True)
+    if args.which == "crchisto":
+        names, Xa, Pa = load_crchisto(data, "train")
+        tr, va = crchisto_split(len(names), seed=args.seed)
+        train_mpp = args.mpp or cfg["mpp"]
+        Xa, Pa = rescale_to(Xa, Pa, CRC_MPP, train_mpp)
+        Ya = crchisto_pseudo_labels(Xa, Pa, train_mpp)
+        X, Y = [Xa[i] for i in tr], [Ya[i] for i in tr]
+        Xv, Yv = [Xa[i] for i in va], [Ya[i] for i in va]
+        split = {"train": [names[i] for i in tr], "val": [names[i] for i in va],
+                 "test": "crchisto/validation (all 10 images; never used here)"}
+        data_note = ("crchisto/train (CRCHistoPhenotypes, research use only), pseudo-masks from centres: "
+                     f"labels_from_points radius {CRC_POINT_RADIUS_UM[0]} um, core {CRC_POINT_RADIUS_UM[1]} um, "
+                     f"cut by watershed_nuclei foreground; images resampled from {CRC_MPP} to {train_mpp} um/px")
+    else:
+        split = dsb_split(dsb_index(data), cfg["modality"], seed=args.seed)
+        X, Y = load_dsb(data, split["train"], cfg["modality"])
+        Xv, Yv = load_dsb(data, split["val"], cfg["modality"])
+        data_note = "dsb2018/train (DSB 2018 stage 1, BBBC038, CC0), modality " + cfg["modality"]
+    print(f"{args.which}: {len(X)} train, {len(Xv)} val images; test: "
+          f"{split['test'] if isinstance(split['test'], str) else len(split['test'])}", flush=True)
     epochs = args.epochs or cfg["epochs"]
     steps = args.steps or cfg["steps"]
     name = args.name or cfg["name"]
@@ -138,13 +227,13 @@ def main(argv=None) -> int:
         X, Y, validation=(Xv, Yv), n_rays=32, grid=(2, 2), epochs=epochs, steps_per_epoch=steps,
         patch_size=(args.patch, args.patch), batch_size=args.batch, learning_rate=args.lr or cfg["lr"],
         unet_n_depth=args.depth, unet_n_filter_base=args.filters, net_conv_after_unet=args.conv_after,
-        augment=True, basedir=args.out, name=name, mpp=None, modality=cfg["modality"],
+        augment=True, basedir=args.out, name=name, mpp=args.mpp or cfg.get("mpp"), modality=cfg["modality"],
         description=cfg["description"], seed=args.seed, n_threads=args.threads, overwrite=True,
         init=args.init or cfg.get("init"), rgb_to=cfg.get("rgb_to"), verbose=True,
     )
     info_path = backend.folder / "tissuegraph.json"
     info = json.loads(info_path.read_text())
-    info["training"]["data"] = "dsb2018/train (DSB 2018 stage 1, BBBC038, CC0), modality " + cfg["modality"]
+    info["training"]["data"] = data_note
     info["training"]["command"] = "python benchmarks/train_stardist_models.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     info["split"] = {k: v for k, v in split.items()}

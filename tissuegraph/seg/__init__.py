@@ -9,10 +9,12 @@ from ._stardist import __all__ as _sd
 from ._train import *  # noqa: F401,F403
 from ._train import __all__ as _t
 from ._byo import *  # noqa: F401,F403
+from ._points import *  # noqa: F401,F403
+from ._points import __all__ as _p
 from ._byo import __all__ as _b
 from ._backends import *  # noqa: F401,F403
 from ._backends import __all__ as _be
 from ._runner import *  # noqa: F401,F403
 from ._runner import __all__ as _r
 
-__all__ = [*_m, *_w, *_sd, *_t, *_b, *_be, *_r]
+__all__ = [*_m, *_w, *_sd, *_t, *_b, *_p, *_be, *_r]
