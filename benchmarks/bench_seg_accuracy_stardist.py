@@ -33,9 +33,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from train_stardist_models import dsb_index, dsb_split, load_crchisto, load_dsb, shared_data_dir  # noqa: E402
-
-CRC_MPP = 0.55
+from train_stardist_models import (  # noqa: E402
+    CRC_MPP,
+    dsb_index,
+    dsb_split,
+    load_crchisto,
+    load_dsb,
+    shared_data_dir,
+)
 
 
 def _segment_counts(backend, X, Y, *, mpp=None):
