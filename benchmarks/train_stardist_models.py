@@ -186,6 +186,9 @@ def main(argv=None) -> int:
     p.add_argument("--name", default=None)
     p.add_argument("--mpp", type=float, default=None,
                    help="crchisto: train at this µm/px (images resampled from 0.55; default 0.55)")
+    p.add_argument("--rgb", action="store_true",
+                   help="he/crchisto: train on the RGB image (3 channels) instead of the haematoxylin density; "
+                        "from scratch unless --init names a 3-channel model")
     p.add_argument("--init", default=None, help="fine-tune from this model (name or folder)")
     args = p.parse_args(argv)
 
@@ -229,7 +232,8 @@ def main(argv=None) -> int:
         unet_n_depth=args.depth, unet_n_filter_base=args.filters, net_conv_after_unet=args.conv_after,
         augment=True, basedir=args.out, name=name, mpp=args.mpp or cfg.get("mpp"), modality=cfg["modality"],
         description=cfg["description"], seed=args.seed, n_threads=args.threads, overwrite=True,
-        init=args.init or cfg.get("init"), rgb_to=cfg.get("rgb_to"), verbose=True,
+        init=args.init or (None if args.rgb else cfg.get("init")), rgb_to=None if args.rgb else cfg.get("rgb_to"),
+        verbose=True,
     )
     info_path = backend.folder / "tissuegraph.json"
     info = json.loads(info_path.read_text())

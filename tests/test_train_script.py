@@ -51,6 +51,7 @@ def test_research_use_model_is_never_written_into_the_package(script, capsys):
     assert "must not go into the package" in capsys.readouterr().err
 
 
+@pytest.mark.shared_data
 def test_pseudo_labels_on_real_crchisto(script):
     from tissuegraph.datasets import shared_data_dir
 
