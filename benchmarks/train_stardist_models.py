@@ -24,7 +24,7 @@ into the package.  The split is deterministic (see :func:`dsb_split`):
   (:func:`crchisto_split`); CRCHisto's validation folder stays the test set.
 
 The split (image ids) is stored in each model's ``tissuegraph.json``.  Accuracy is measured by
-``benchmarks/eval_stardist_accuracy.py``.
+``benchmarks/bench_seg_accuracy_stardist.py``.
 """
 
 from __future__ import annotations
@@ -102,22 +102,21 @@ CONFIGS = {
                              "stage-1 fluorescence images (BBBC038, CC0). Pixel size unknown (mpp=None)."),
     # single-channel model on the haematoxylin optical density (colour deconvolution) of brightfield
     # images, fine-tuned from the fluorescence model (haematoxylin density looks like a nuclear stain)
-    # CRCHistoPhenotypes (research use only: never shipped): nucleus centres only, so the masks are
-    # pseudo-labels from the centres (labels_from_points, cut by the watershed foreground); trained at
-    # the data's 0.55 µm/px on the haematoxylin density, fine-tuned from the shipped fluorescence model
-    "crchisto": dict(modality="he", name="tg_crchisto_points", epochs=20, steps=75, lr=5e-4, mpp=CRC_MPP,
-                     rgb_to="hematoxylin", init=str(REPO / "tissuegraph" / "seg" / "models" / "tg_dsb2018_fluo"),
-                     description="StarDist 2-D, H&E nuclei at 0.55 um/px; input = haematoxylin optical "
-                                 "density (colour deconvolution); fine-tuned by tissuegraph from "
-                                 "tg_dsb2018_fluo on CRCHistoPhenotypes train images with pseudo-masks made "
-                                 "from the annotated nucleus centres (labels_from_points). CRCHisto is for "
-                                 "research use only: this model must not be redistributed."),
     "he": dict(modality="brightfield", name="tg_dsb2018_he", epochs=15, steps=75, lr=5e-4,
                rgb_to="hematoxylin", init=str(REPO / "tissuegraph" / "seg" / "models" / "tg_dsb2018_fluo"),
                description="StarDist 2-D, brightfield (H&E / haematoxylin) nuclei; input = haematoxylin "
                            "optical density of RGB images (colour deconvolution); fine-tuned by tissuegraph "
                            "from tg_dsb2018_fluo on the DSB 2018 stage-1 brightfield images (BBBC038, CC0). "
                            "Pixel size unknown (mpp=None)."),
+    # CRCHistoPhenotypes (research use only: never shipped): nucleus centres only, so the masks are
+    # pseudo-labels from the centres (labels_from_points, cut by the watershed foreground); trained at
+    # the data's 0.55 µm/px on the haematoxylin density, fine-tuned from the shipped fluorescence model
+    "crchisto": dict(modality="he", name="tg_crchisto_points", epochs=20, steps=75, lr=5e-4, mpp=CRC_MPP,
+                     rgb_to="hematoxylin", init=str(REPO / "tissuegraph" / "seg" / "models" / "tg_dsb2018_fluo"),
+                     description="StarDist 2-D, H&E nuclei at {mpp} um/px; input = {input}; {origin} "
+                                 "CRCHistoPhenotypes train images with pseudo-masks made from the annotated "
+                                 "nucleus centres (labels_from_points). CRCHisto is for research use only: "
+                                 "this model must not be redistributed."),
 }
 
 
@@ -201,6 +200,9 @@ def main(argv=None) -> int:
     if args.which == "crchisto" and Path(args.out).resolve().is_relative_to(package_models):
         p.error("the crchisto model is trained on research-use-only data and must not go into the package: "
                 "pass --out DIR outside tissuegraph/")
+    if args.which != "crchisto" and args.mpp is not None:
+        p.error("--mpp is for crchisto only (DSB 2018 records no pixel size)")
+    description = cfg["description"]
     data = Path(args.data) if args.data else shared_data_dir()
     if args.which == "crchisto":
         names, Xa, Pa = load_crchisto(data, "train")
@@ -212,6 +214,10 @@ def main(argv=None) -> int:
         Xv, Yv = [Xa[i] for i in va], [Ya[i] for i in va]
         split = {"train": [names[i] for i in tr], "val": [names[i] for i in va],
                  "test": "crchisto/validation (all 10 images; never used here)"}
+        init = args.init or (None if args.rgb else cfg["init"])
+        description = description.format(
+            mpp=train_mpp, input="RGB" if args.rgb else "haematoxylin optical density (colour deconvolution)",
+            origin=f"fine-tuned by tissuegraph from {Path(init).name} on" if init else "trained by tissuegraph on")
         data_note = ("crchisto/train (CRCHistoPhenotypes, research use only), pseudo-masks from centres: "
                      f"labels_from_points radius {CRC_POINT_RADIUS_UM[0]} um, core {CRC_POINT_RADIUS_UM[1]} um, "
                      f"cut by watershed_nuclei foreground; images resampled from {CRC_MPP} to {train_mpp} um/px")
@@ -231,7 +237,7 @@ def main(argv=None) -> int:
         patch_size=(args.patch, args.patch), batch_size=args.batch, learning_rate=args.lr or cfg["lr"],
         unet_n_depth=args.depth, unet_n_filter_base=args.filters, net_conv_after_unet=args.conv_after,
         augment=True, basedir=args.out, name=name, mpp=args.mpp or cfg.get("mpp"), modality=cfg["modality"],
-        description=cfg["description"], seed=args.seed, n_threads=args.threads, overwrite=True,
+        description=description, seed=args.seed, n_threads=args.threads, overwrite=True,
         init=args.init or (None if args.rgb else cfg.get("init")), rgb_to=None if args.rgb else cfg.get("rgb_to"),
         verbose=True,
     )
