@@ -33,8 +33,21 @@ def test_touching_points_are_split_on_the_bisector():
     yy, xx = np.nonzero(lab)
     d = np.hypot(xx[:, None] - pts[None, :, 0], yy[:, None] - pts[None, :, 1])
     nearest = d.argmin(1) + 1
-    ties = np.isclose(d[:, 0], d[:, 1])
-    assert np.all(lab[yy, xx][~ties] == nearest[~ties])
+    assert np.all(lab[yy, xx] == nearest)  # exact; a tie goes to the earlier centre
+    # the labelled set is exactly the union of the discs
+    yy, xx = np.indices(lab.shape)
+    within = (np.hypot(xx[..., None] - pts[:, 0], yy[..., None] - pts[:, 1]) <= 6).any(-1)
+    np.testing.assert_array_equal(lab > 0, within)
+
+
+def test_many_centres_match_a_brute_force_voronoi():
+    rng = np.random.default_rng(3)
+    pts = rng.uniform(-0.5, 79.5, size=(300, 2))
+    lab = tg.seg.labels_from_points(pts, (80, 80), radius=4.5)
+    yy, xx = np.indices(lab.shape)
+    d = np.hypot(xx[..., None] - pts[:, 0], yy[..., None] - pts[:, 1])
+    want = np.where(d.min(-1) <= 4.5, d.argmin(-1) + 1, 0)
+    np.testing.assert_array_equal(lab, want)
 
 
 def test_radii_in_micrometres():
@@ -72,8 +85,11 @@ def test_border_points_and_duplicates():
     lab = tg.seg.labels_from_points([[-0.7, 10.0], [49.6, 10.0]], (20, 50), radius=3)
     assert lab[10, 0] == 1 and lab[10, 49] == 2
     # a duplicate centre gets no pixels; the first keeps the object
-    lab = tg.seg.labels_from_points([[10, 10], [10.2, 9.9]], (20, 20), radius=3)
+    lab = tg.seg.labels_from_points([[10, 10], [10, 10]], (20, 20), radius=3)
     assert set(np.unique(lab)) == {0, 1}
+    # a nearby but distinct centre gets the pixels nearer to it
+    lab = tg.seg.labels_from_points([[10, 10], [11.2, 10]], (20, 20), radius=3)
+    assert set(np.unique(lab)) == {0, 1, 2} and lab[10, 12] == 2 and lab[10, 9] == 1
     assert tg.seg.labels_from_points(np.zeros((0, 2)), (8, 9), radius=3).shape == (8, 9)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from .._errors import InputError
 
@@ -33,8 +32,9 @@ def labels_from_points(points: Any, shape: tuple[int, int], *, radius: float, mi
                        foreground: np.ndarray | None = None, mpp: float | None = None) -> np.ndarray:
     """Instance labels (one object per point) from nucleus centres.
 
-    Every pixel belongs to its nearest centre (Voronoi partition).  The object of centre ``i`` (label
-    ``i + 1``) is the part of its Voronoi cell within ``radius`` of the centre; with ``foreground`` only
+    Every pixel belongs to its nearest centre (Voronoi partition, exact distances to the given float
+    positions; the earlier centre wins a tie).  The object of centre ``i`` (label ``i + 1``) is the part
+    of its Voronoi cell within ``radius`` of the centre; with ``foreground`` only
     the foreground pixels of that part that are connected to the centre are kept, and the disc of
     ``min_radius`` (also cut by the Voronoi cell) is always added, so a centre on a foreground gap still
     gives an object.  Touching nuclei are split along the perpendicular bisector of their centres.
@@ -58,8 +58,9 @@ def labels_from_points(points: Any, shape: tuple[int, int], *, radius: float, mi
 
     Returns
     -------
-    ``int32`` (height, width) label image; label ``i + 1`` is the object of ``points[i]``.  A centre that
-    falls on the same pixel as an earlier one gets no pixels (its label is absent).
+    ``int32`` (height, width) label image; label ``i + 1`` is the object of ``points[i]``.  A centre at
+    the same position as an earlier one gets no pixels (its label is absent).  Work and memory beyond
+    the output grow with the number of centres times ``radius**2``, not with the image size.
 
     Raises
     ------
@@ -115,26 +116,44 @@ def labels_from_points(points: Any, shape: tuple[int, int], *, radius: float, mi
     if len(pts) == 0:
         return labels
 
-    # Voronoi owner of every pixel = nearest centre pixel (first point wins on a shared pixel)
-    seeds = np.zeros((h, w), np.int64)
-    order = np.arange(len(pts))[::-1]  # write in reverse so the earliest point keeps a shared pixel
-    seeds[row[order], col[order]] = order + 1
-    _, (ir, ic) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
-    owner = seeds[ir, ic] - 1  # index of the owning point
-    del ir, ic
-    yy, xx = np.indices((h, w), dtype=np.float64)
-    dist = np.hypot(yy - pts[owner, 1], xx - pts[owner, 0])
-    del yy, xx
-    inside = dist <= r
+    # every pixel within r of a centre goes to its nearest centre (exact distances to the float
+    # positions; the earlier point wins a tie), found from each centre's own disc: work and memory
+    # grow with the number of centres x r^2, not with the image
+    best = np.full((h, w), np.inf)
+    owner = labels  # filled in place: 0 = none, i + 1 = point i
+    ri = int(np.ceil(r)) + 2  # the rounded (or border-clipped) centre pixel is up to 1.5 px off
+    dy, dx = np.mgrid[-ri:ri + 1, -ri:ri + 1]
+    dy, dx = dy.ravel(), dx.ravel()
+    chunk = max(1, 4_000_000 // dy.size)
+    for s0 in range(0, len(pts), chunk):
+        idx = np.arange(s0, min(s0 + chunk, len(pts)))
+        yy = row[idx, None] + dy[None, :]
+        xx = col[idx, None] + dx[None, :]
+        d = np.hypot(yy - pts[idx, 1, None], xx - pts[idx, 0, None])
+        ok = (d <= r) & (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        pix = (yy * w + xx)[ok]
+        who = np.broadcast_to(idx[:, None], ok.shape)[ok]
+        d = d[ok]
+        # nearest centre per pixel inside the chunk (ties: lower index), then against earlier chunks
+        order = np.lexsort((who, d, pix))
+        pix, who, d = pix[order], who[order], d[order]
+        first = np.ones(len(pix), bool)
+        first[1:] = pix[1:] != pix[:-1]
+        pix, who, d = pix[first], who[first], d[first]
+        flat_best = best.reshape(-1)
+        better = d < flat_best[pix]
+        flat_best[pix[better]] = d[better]
+        owner.reshape(-1)[pix[better]] = (who[better] + 1).astype(np.int32)
     if foreground is None:
-        keep = inside
-    else:
-        cand = np.where(inside & foreground, owner + 1, 0)
-        # connected pieces of equal owner; keep the piece under each centre
-        from skimage.measure import label as cc_label
+        return labels
+    # with a foreground: keep the foreground piece (4-connected, same owner) under each centre,
+    # plus the core disc
+    from skimage.measure import label as cc_label
 
-        comp = cc_label(cand, background=0, connectivity=1)
-        ids = np.unique(comp[row, col])
-        keep = np.isin(comp, ids[ids > 0]) | (dist <= r0)
-    labels[keep] = (owner[keep] + 1).astype(np.int32)
+    cand = np.where(foreground, owner, 0)
+    comp = cc_label(cand, background=0, connectivity=1)
+    own_centre = owner[row, col] == np.arange(1, len(pts) + 1)
+    ids = comp[row[own_centre], col[own_centre]]
+    keep = np.isin(comp, ids[ids > 0]) | (best <= r0)
+    labels[~keep] = 0
     return labels
