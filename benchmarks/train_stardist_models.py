@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -42,8 +41,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_data_dir() -> Path:
-    env = os.environ.get("TISSUEGRAPH_SHARED_DATA")
-    return Path(env) if env else (REPO / ".." / "shared" / "data").resolve()
+    """The real-data folder (the library's lookup), or where it would be when it is absent."""
+    from tissuegraph.datasets import shared_data_dir as lookup
+
+    return lookup() or (REPO / ".." / "shared" / "data").resolve()
 
 
 def dsb_index(data: Path):
