@@ -59,8 +59,9 @@ def labels_from_points(points: Any, shape: tuple[int, int], *, radius: float, mi
     Returns
     -------
     ``int32`` (height, width) label image; label ``i + 1`` is the object of ``points[i]``.  A centre at
-    the same position as an earlier one gets no pixels (its label is absent).  Work and memory beyond
-    the output grow with the number of centres times ``radius**2``, not with the image size.
+    the same position as an earlier one gets no pixels (its label is absent).  The work grows with the
+    number of centres times ``radius**2``. Memory is the output, one float64 image of distances (plus
+    the connected-component image with ``foreground``) and a bounded buffer.
 
     Raises
     ------
@@ -117,8 +118,8 @@ def labels_from_points(points: Any, shape: tuple[int, int], *, radius: float, mi
         return labels
 
     # every pixel within r of a centre goes to its nearest centre (exact distances to the float
-    # positions; the earlier point wins a tie), found from each centre's own disc: work and memory
-    # grow with the number of centres x r^2, not with the image
+    # positions; the earlier point wins a tie), found from each centre's own disc, a bounded number
+    # of centres at a time: the work grows with the number of centres x r^2
     best = np.full((h, w), np.inf)
     owner = labels  # filled in place: 0 = none, i + 1 = point i
     ri = int(np.ceil(r)) + 2  # the rounded (or border-clipped) centre pixel is up to 1.5 px off
