@@ -122,3 +122,29 @@ def test_pseudo_masks_are_valid_stardist_targets():
     lab = fill_label_holes(lab)
     d = star_dist(lab, 16)
     assert d.shape == (64, 64, 16) and np.all(d[lab > 0].max(axis=1) > 0)
+
+
+@pytest.mark.slow
+def test_point_supervised_fine_tuning_end_to_end(tiny_stardist, nuclei_2d, tmp_path):
+    """Centres only -> labels_from_points -> train_stardist (fine-tune) -> a detector that finds the
+    held-out nuclei, as the CRCHisto recipe does on real H&E."""
+    from skimage.filters import threshold_otsu
+
+    img, lab = nuclei_2d
+    quads = [(slice(0, 256), slice(0, 256)), (slice(0, 256), slice(256, 512)),
+             (slice(256, 512), slice(0, 256)), (slice(256, 512), slice(256, 512))]
+    X, Y, P = [], [], []
+    for q in quads:
+        x, y = img[q], lab[q]
+        pts = tg.seg.centroids_from_labels(y)  # the only annotation used: centres
+        fg = x > threshold_otsu(x)
+        X.append(x)
+        P.append(pts)
+        Y.append(tg.seg.labels_from_points(pts, x.shape, radius=12, min_radius=3, foreground=fg))
+    model = tg.seg.train_stardist(
+        X[:3], Y[:3], validation=([X[3]], [Y[3]]), patch_size=(64, 64), epochs=3, steps_per_epoch=20,
+        batch_size=8, learning_rate=1e-3, init=tiny_stardist, basedir=tmp_path, name="from_points",
+        seed=0, n_threads=2)
+    labels, _ = model.segment(X[3])
+    s = tg.seg.detection_scores(tg.seg.centroids_from_labels(labels), P[3], radius_px=5)
+    assert s["f1"] >= 0.85, s  # measured 0.897
