@@ -204,6 +204,7 @@ def main(argv=None) -> int:
     if args.which != "crchisto" and args.mpp is not None:
         p.error("--mpp is for crchisto only (DSB 2018 records no pixel size)")
     description = cfg["description"]
+    init = args.init or (None if args.rgb else cfg.get("init"))
     data = Path(args.data) if args.data else shared_data_dir()
     if args.which == "crchisto":
         names, Xa, Pa = load_crchisto(data, "train")
@@ -215,7 +216,6 @@ def main(argv=None) -> int:
         Xv, Yv = [Xa[i] for i in va], [Ya[i] for i in va]
         split = {"train": [names[i] for i in tr], "val": [names[i] for i in va],
                  "test": "crchisto/validation (all 10 images; never used here)"}
-        init = args.init or (None if args.rgb else cfg["init"])
         description = description.format(
             mpp=train_mpp, input="RGB" if args.rgb else "haematoxylin optical density (colour deconvolution)",
             origin=f"fine-tuned by tissuegraph from {Path(init).name} on" if init else "trained by tissuegraph on")
@@ -239,7 +239,7 @@ def main(argv=None) -> int:
         unet_n_depth=args.depth, unet_n_filter_base=args.filters, net_conv_after_unet=args.conv_after,
         augment=True, basedir=args.out, name=name, mpp=args.mpp or cfg.get("mpp"), modality=cfg["modality"],
         description=description, seed=args.seed, n_threads=args.threads, overwrite=True,
-        init=args.init or (None if args.rgb else cfg.get("init")), rgb_to=None if args.rgb else cfg.get("rgb_to"),
+        init=init, rgb_to=None if args.rgb else cfg.get("rgb_to"),
         verbose=True,
     )
     info_path = backend.folder / "tissuegraph.json"

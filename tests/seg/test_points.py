@@ -94,10 +94,10 @@ def test_border_points_and_duplicates():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(points=[[5, 5], [np.nan, 3]]), "non-finite"),
+    (dict(points=[[5, 5], [np.nan, 3]]), r"points contains 1 row\(s\) with NaN or infinite"),
     (dict(points=[[5, 5], [30, 3]]), "outside the 20x20 image"),
     (dict(points=[5, 5, 5]), r"\(n, 2\)"),
-    (dict(radius=-1), "radius must be a positive"),
+    (dict(radius=-1), "radius must be a finite number > 0"),
     (dict(radius=2, min_radius=3), "must not exceed"),
     (dict(foreground=np.ones((10, 10), bool)), "foreground has shape"),
     (dict(shape=(20,)), "shape must be"),

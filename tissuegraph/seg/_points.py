@@ -15,16 +15,13 @@ from typing import Any
 import numpy as np
 
 from .._errors import InputError
+from .._validate import check_points, check_positive
 
 __all__ = ["labels_from_points"]
 
 
-def _radius_px(value: float | None, name: str, mpp: float | None) -> float | None:
-    if value is None:
-        return None
-    v = float(value)
-    if not np.isfinite(v) or v <= 0:
-        raise InputError(f"{name} must be a positive number, got {value!r}")
+def _radius_px(value: float, name: str, mpp: float | None) -> float:
+    v = float(check_positive(value, name))
     return v / mpp if mpp is not None else v
 
 
@@ -85,20 +82,12 @@ def labels_from_points(points: Any, shape: tuple[int, int], *, radius: float, mi
         raise InputError(f"shape must be (height, width) with positive sizes, got {shape!r}")
     h, w = int(shape[0]), int(shape[1])
     if mpp is not None:
-        mpp = float(mpp)
-        if not np.isfinite(mpp) or mpp <= 0:
-            raise InputError(f"mpp must be a positive number of µm per pixel, got {mpp!r}")
+        mpp = float(check_positive(mpp, "mpp"))
     r = _radius_px(radius, "radius", mpp)
     r0 = _radius_px(min_radius, "min_radius", mpp) if min_radius is not None else r / 3.0
     if r0 > r:
         raise InputError(f"min_radius ({min_radius}) must not exceed radius ({radius})")
-    pts = np.asarray(points, dtype=float)
-    if pts.size == 0:
-        pts = pts.reshape(0, 2)
-    if pts.ndim != 2 or pts.shape[1] != 2:
-        raise InputError(f"points must be an (n, 2) array of (x, y) centres, got shape {pts.shape}")
-    if not np.isfinite(pts).all():
-        raise InputError(f"points contain {int((~np.isfinite(pts)).any(axis=1).sum())} non-finite centre(s)")
+    pts = check_points(points, "points")
     col = np.floor(pts[:, 0] + 0.5).astype(np.int64)
     row = np.floor(pts[:, 1] + 0.5).astype(np.int64)
     # annotations often sit a fraction of a pixel beyond the border: up to one pixel is clipped
