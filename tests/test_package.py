@@ -79,3 +79,18 @@ def test_errors_are_tissuegraph_errors():
     for name in ("InputError", "SlideError", "SlideNotFoundError", "SlideFormatError", "MissingMppError",
                  "WeightsUnavailableError", "DependencyError", "NoTissueError"):
         assert issubclass(getattr(tg, name), tg.TissuegraphError)
+
+
+def test_base_install_declares_the_parquet_engine():
+    """The nucleus table is written as parquet (tissuegraph.pipeline): its engine must be a base
+    dependency, not something the test extra happens to pull in (the README's demo command installs
+    only the base)."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    names = {re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0].lower() for d in meta["project"]["dependencies"]}
+    assert "pyarrow" in names
+    src = (Path(__file__).resolve().parents[1] / "tissuegraph" / "pipeline.py").read_text()
+    assert "to_parquet" in src  # the reason for the dependency; drop both together
