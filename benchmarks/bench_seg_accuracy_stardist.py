@@ -155,7 +155,8 @@ def main(argv=None) -> int:
             continue
         seen = set(he.info.get("split", {}).get("train", [])) | set(he.info.get("split", {}).get("val", []))
         assert not seen & (set(split_bf["test"]) | set(names)), f"{he.name} was trained on test images"
-        backends.append((he.name, he, None))
+        # a model may carry its own test-time augmentation (tissuegraph.json 'tta'): show it
+        backends.append((he.name if he.tta == 1 else f"{he.name} (tta {he.tta})", he, None))
         for m in args.he_mpp if he.mpp is None else ():  # only models without a pixel size
             backends.append((he.name, tg.seg.load_stardist(he_model, mpp=m, **kw), m))
     ws = None if args.no_watershed else _watershed("he")

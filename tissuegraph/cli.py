@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default=None, help="for --method labels: label image / GeoJSON / CSV")
     p.add_argument("--mpp", type=float, default=None, help="µm/px of the input if its metadata lacks it")
     p.add_argument("--seg-mpp", type=float, default=None, help="µm/px to segment at")
+    p.add_argument("--tta", type=int, default=1, choices=[1, 2, 4, 8],
+                   help="--method stardist: average the maps over this many flips/transposes (default 1)")
     p.add_argument("--tile-size", type=int, default=1024)
     _add_common(p)
 
@@ -118,6 +120,7 @@ def _cmd_run(args) -> int:
 
 def _cmd_segment(args) -> int:
     from . import seg
+    from ._errors import InputError
     from .io import open_slide
 
     slide = open_slide(args.input, mpp=args.mpp)
@@ -125,9 +128,14 @@ def _cmd_segment(args) -> int:
         warnings.warn(f"{args.input}: no µm/px in the metadata and no --mpp: segmenting at the native "
                       "resolution with the backend's size defaults in pixels.", stacklevel=1)
     is_plain = slide.level_count == 1 and max(slide.dimensions) <= 20_000
+    extra = {}
+    if args.tta != 1:
+        if args.method != "stardist":
+            raise InputError(f"--tta applies to --method stardist, not --method {args.method}.")
+        extra["tta"] = args.tta
     df = seg.nuclei(slide, method=args.method, model=args.model, labels=args.labels, mpp=args.seg_mpp,
                     tile_size=args.tile_size, n_jobs=args.n_jobs, labels_out=args.output, seed=args.seed,
-                    mask="all" if is_plain else "auto")
+                    mask="all" if is_plain else "auto", **extra)
     out = Path(args.output)
     if not is_plain:
         from .pipeline import write_nuclei

@@ -71,6 +71,7 @@ TG_INFO_FILE = "tissuegraph.json"
 _WEIGHT_PATTERNS = ("*.h5", "*.hdf5")
 _DEFAULT_PERCENTILES = (1.0, 99.8)
 _MAX_TILE_PX = 2048  # images larger than this (per side) are predicted in tiles by StarDist itself
+_TTA_CHOICES = (1, 2, 4, 8)  # identity; + horizontal flip; + vertical flips; + transposes (all of D4)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -328,6 +329,92 @@ def rgb_to_channel(image: np.ndarray, *, how: str) -> np.ndarray:
         return rgb2hed(rgb)[..., 0].astype(np.float32)
     raise InputError(f"Unknown RGB conversion {how!r}; use 'grey' or 'hematoxylin'.")
 
+# ----------------------------------------------------------------------------------------------------
+# test-time augmentation (flips and transposes, grid-aligned)
+# ----------------------------------------------------------------------------------------------------
+def _tta_transforms(n: int) -> list[tuple[bool, bool, bool]]:
+    """The first ``n`` of the 8 elements of the dihedral group D4 as (transpose, flip_y, flip_x)."""
+    order = [(False, False, False), (False, False, True), (False, True, False), (False, True, True),
+             (True, False, False), (True, False, True), (True, True, False), (True, True, True)]
+    return order[:n]
+
+
+def _ray_permutation(n_rays: int, how: str) -> np.ndarray:
+    """Ray index map for a mirrored image: ``dist_back = dist_mirrored[..., perm]``.
+
+    StarDist's ray ``k`` points at angle ``phi_k = 2 pi k / n`` with ``(dy, dx) = (sin, cos)``; mirroring
+    x sends ``phi -> pi - phi`` (``k -> n/2 - k``), mirroring y ``phi -> -phi`` (``k -> -k``), swapping
+    the axes ``phi -> pi/2 - phi`` (``k -> n/4 - k``), all modulo ``n``.  Each is its own inverse.
+    """
+    k = np.arange(n_rays)
+    shift = {"x": n_rays // 2, "y": 0, "t": n_rays // 4}[how]
+    return (shift - k) % n_rays
+
+
+def _flip_input(x: np.ndarray, axis: int) -> np.ndarray:
+    """Mirror ``x`` along ``axis`` so that the network's grid stays aligned with the original one.
+
+    Pixel ``i`` of the result is original pixel ``N - i`` (``N`` = the axis length, a multiple of the
+    grid), so map cell ``j`` of the mirrored prediction sits on original grid cell ``N/g - j``.  The
+    one pixel beyond the end that this needs is a reflection, as in StarDist's own padding.
+    """
+    n = x.shape[axis]
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, 1)
+    xq = np.pad(x, pad, mode="reflect" if n > 1 else "edge")
+    idx = [slice(None)] * x.ndim
+    idx[axis] = slice(n, 0, -1)
+    return np.ascontiguousarray(xq[tuple(idx)])
+
+
+def _unflip_map(m: np.ndarray, axis: int) -> np.ndarray:
+    """Map of a mirrored input back onto the original grid (see :func:`_flip_input`): cell ``j`` takes
+    cell ``M - j``.  Cell 0 has no counterpart (it gets cell 0, and is left out of the average)."""
+    return np.roll(np.flip(m, axis), 1, axis)
+
+
+def _tta_predict(net, x: np.ndarray, grid: tuple[int, int], n_rays: int, n: int):
+    """Average the probability and distance maps of ``net`` over ``n`` flips / transposes of ``x``.
+
+    ``net(z) -> (prob (h, w), dist (h, w, n_rays))`` for an input ``z`` whose sides are multiples of the
+    network's divisor; ``x`` is such an input.  Each prediction is mapped back onto the original grid
+    (cells shifted so that grid points coincide, rays permuted) before averaging; the few border cells a
+    mirrored prediction does not cover are averaged over the predictions that do.
+    """
+    prob_sum = dist_sum = count = None
+    for transpose, flip_y, flip_x in _tta_transforms(n):
+        z = np.swapaxes(x, 0, 1) if transpose else x
+        if flip_y:
+            z = _flip_input(z, 0)
+        if flip_x:
+            z = _flip_input(z, 1)
+        prob, dist = net(z)
+        prob = np.asarray(prob, np.float32)
+        dist = np.asarray(dist, np.float32)
+        valid = np.ones(prob.shape, bool)
+        for flip, axis, how in ((flip_x, 1, "x"), (flip_y, 0, "y")):  # undo in reverse order
+            if flip:
+                prob, valid = _unflip_map(prob, axis), _unflip_map(valid, axis)
+                dist = _unflip_map(dist, axis)[..., _ray_permutation(n_rays, how)]
+                valid[(slice(None), 0) if axis == 1 else 0] = False
+        if transpose:
+            prob, valid = prob.T, valid.T
+            dist = np.swapaxes(dist, 0, 1)[..., _ray_permutation(n_rays, "t")]
+        if prob_sum is None:
+            prob_sum = np.zeros(prob.shape, np.float32)
+            dist_sum = np.zeros(dist.shape, np.float32)
+            count = np.zeros(prob.shape, np.float32)
+        if prob.shape != prob_sum.shape:
+            raise RuntimeError(f"test-time augmentation: map shape {prob.shape} != {prob_sum.shape}")
+        w = valid.astype(np.float32)
+        prob_sum += prob * w
+        dist_sum += dist * w[..., None]
+        count += w
+    count = np.maximum(count, 1.0)
+    return prob_sum / count, dist_sum / count[..., None]
+
+
+
 @dataclass
 class StarDistPrediction:
     """Raw output of :meth:`StarDistBackend.predict` (the network phase).
@@ -427,6 +514,12 @@ class StarDistBackend:
     n_threads
         TensorFlow intra-op threads (default: env ``TISSUEGRAPH_TF_THREADS``, else up to 8 cores).
         Only effective before TensorFlow's first use in the process.
+    tta
+        Test-time augmentation: average the network's maps over this many mirror images of the input
+        (1 = off; 2 = + horizontal flip; 4 = + vertical flips; 8 or ``True`` = all flips and
+        transposes).  The maps are mapped back onto the original grid (rays permuted) before
+        non-maximum suppression.  Costs ``tta`` x the network time.  Default: the model's ``tta`` in
+        tissuegraph.json (chosen with its thresholds), else 1.
     """
 
     def __init__(self, folder: str | os.PathLike, *, name: str | None = None, mpp: Any = "auto",
@@ -434,7 +527,7 @@ class StarDistBackend:
                  max_object_px: int | None = None, percentiles: Sequence[float] | None = None,
                  norm_range: Sequence[Any] | None = None, channel: int | None = None,
                  rgb_to: str | None = "auto", rgb_to_grey: bool = False, invert: bool = False,
-                 n_threads: int | None = None):
+                 n_threads: int | None = None, tta: int | bool | None = None):
         folder = Path(folder).expanduser().resolve()
         explicit_thresh = prob_thresh is not None and nms_thresh is not None
         self.config = _check_model_folder(folder, need_thresholds=not explicit_thresh)
@@ -493,6 +586,19 @@ class StarDistBackend:
         self.rgb_to = rgb_to
         self.invert = bool(invert)
         self.n_threads = n_threads
+        if tta is None:
+            tta = self.info.get("tta", 1)
+        if isinstance(tta, bool):
+            tta = 8 if tta else 1
+        if tta not in _TTA_CHOICES:
+            raise InputError(f"tta must be one of {_TTA_CHOICES} (number of flips / transposes averaged; "
+                             f"True = 8), got {tta!r}.")
+        if tta > 1 and self.n_rays % 2:
+            raise InputError(f"tta={tta} needs an even number of rays; {self.name} has {self.n_rays}.")
+        if tta > 4 and (self.n_rays % 4 or self.grid[0] != self.grid[1]):
+            raise InputError(f"tta={tta} (transposes) needs a square grid and a number of rays divisible "
+                             f"by 4; {self.name} has grid {self.grid} and {self.n_rays} rays. Use tta=4.")
+        self.tta = int(tta)
         self._model = None
         self._lock = threading.Lock()
 
@@ -524,7 +630,7 @@ class StarDistBackend:
     def __repr__(self) -> str:
         return (f"StarDistBackend(name={self.name!r}, channels={self.n_channel_in}, mpp={self.mpp}, "
                 f"grid={self.grid}, prob_thresh={self.prob_thresh:.3g}, nms_thresh={self.nms_thresh:.3g}, "
-                f"max_object_px={self.max_object_px}, folder='{self.folder}')")
+                f"max_object_px={self.max_object_px}, tta={self.tta}, folder='{self.folder}')")
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -706,21 +812,30 @@ class StarDistBackend:
                 raise InputError(f"image of shape {shape} is too small to resample by {scale:.3g}.")
         net_shape = (int(x.shape[0]), int(x.shape[1]))
         model = self.model
+
+        def net(z):
+            if max(z.shape[:2]) <= _MAX_TILE_PX:
+                # a direct (eager) call: no tf.function retracing for each new tile shape
+                out = model.keras_model([np.ascontiguousarray(z[None])], training=False)
+                return np.asarray(out[0])[0, ..., 0], np.asarray(out[1])[0]
+            # large input: StarDist's own overlapping tiles
+            n_tiles = tuple(max(1, math.ceil(n / _MAX_TILE_PX)) for n in z.shape[:2]) + (1,)
+            return model.predict(z, axes="YXC", n_tiles=n_tiles, show_tile_progress=False, verbose=0)[:2]
+
         with self._lock, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if max(net_shape) <= _MAX_TILE_PX:
+            if max(net_shape) <= _MAX_TILE_PX or self.tta > 1:
                 # as StarDist's predict_instances: pad at the end to a multiple of the network's
                 # divisor and keep the padded maps (candidates are filtered to the image later)
                 div = self._div_by()
                 pad = [(0, (-n) % d) for n, d in zip(net_shape, div)] + [(0, 0)]
                 xp = np.pad(x, pad, mode="reflect") if any(p[1] for p in pad) else x
-                # a direct (eager) call: no tf.function retracing for each new tile shape
-                out = model.keras_model([np.ascontiguousarray(xp[None])], training=False)
-                prob, dist = np.asarray(out[0])[0, ..., 0], np.asarray(out[1])[0]
-            else:  # large input: StarDist's own overlapping tiles (cropped maps)
-                n_tiles = tuple(max(1, math.ceil(n / _MAX_TILE_PX)) for n in net_shape) + (1,)
-                prob, dist = model.predict(x, axes="YXC", n_tiles=n_tiles, show_tile_progress=False,
-                                           verbose=0)[:2]
+                if self.tta > 1:
+                    prob, dist = _tta_predict(net, xp, self.grid, self.n_rays, self.tta)
+                else:
+                    prob, dist = net(xp)
+            else:  # large input: StarDist pads and crops the maps itself
+                prob, dist = net(x)
         return StarDistPrediction(prob=np.asarray(prob, dtype=np.float32),
                                   dist=np.asarray(dist, dtype=np.float32), grid=self.grid,
                                   image_shape=(int(shape[0]), int(shape[1])), scale=scale,

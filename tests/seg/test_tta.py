@@ -1,0 +1,127 @@
+"""Test-time augmentation of the StarDist backend: grid alignment and ray permutation are exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tissuegraph._errors import InputError
+from tissuegraph.seg import _stardist as sd
+
+
+def _equivariant_net(grid, n_rays, reach=3):
+    """A stand-in network that commutes exactly with flips and transposes: the probability map samples
+    the input at the grid points, and ray ``k`` reads the input ``reach`` px away in direction k (its
+    offset rounded to whole pixels, symmetric under the dihedral group when n_rays is a multiple of 8).
+    """
+    phi = 2 * np.pi * np.arange(n_rays) / n_rays
+    off = np.stack([np.round(reach * np.sin(phi)), np.round(reach * np.cos(phi))], 1).astype(int)
+
+    def net(z):
+        img = z[..., 0]
+        pad = np.pad(img, reach, mode="reflect")
+        gy, gx = grid
+        ys = np.arange(0, img.shape[0], gy)
+        xs = np.arange(0, img.shape[1], gx)
+        prob = img[np.ix_(ys, xs)]
+        dist = np.stack([pad[np.ix_(ys + reach + dy, xs + reach + dx)] for dy, dx in off], -1)
+        return prob, dist
+
+    return net
+
+
+@pytest.mark.parametrize("grid", [(1, 1), (2, 2), (4, 4)])
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_tta_of_an_equivariant_net_is_the_plain_prediction(grid, n):
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 96, 1)).astype(np.float32)
+    net = _equivariant_net(grid, 16)
+    prob0, dist0 = net(x)
+    prob, dist = sd._tta_predict(net, x, grid, 16, n)
+    assert prob.shape == prob0.shape and dist.shape == dist0.shape
+    # away from the border (where mirrored inputs see reflected padding) every transform agrees exactly
+    b = 4
+    inner = (slice(b, -b), slice(b, -b))
+    np.testing.assert_allclose(prob[inner], prob0[inner], atol=1e-6)
+    np.testing.assert_allclose(dist[inner], dist0[inner], atol=1e-6)
+
+
+def test_tta_averages_over_the_mirror_images():
+    """A net that is *not* equivariant (it sees only the left half of its input as bright) gives the
+    average of the mirrored predictions, not the plain one."""
+    def net(z):
+        prob = np.zeros(z.shape[:2], np.float32)
+        prob[:, : z.shape[1] // 2] = 1.0
+        return prob, np.ones(z.shape[:2] + (8,), np.float32)
+
+    x = np.zeros((32, 32, 1), np.float32)
+    prob, _ = sd._tta_predict(net, x, (1, 1), 8, 2)
+    # identity: 1 on columns 0..15; the mirror (pixel i <-> 32 - i, so the grid stays aligned): 1 on
+    # columns 17..31; column 0 is covered by the identity only, column 16 is dark in both
+    np.testing.assert_allclose(prob[:, 1:16], 0.5)
+    np.testing.assert_allclose(prob[:, 17:], 0.5)
+    assert np.all(prob[:, 0] == 1.0) and np.all(prob[:, 16] == 0.0)
+
+
+def test_ray_permutations_are_mirrors():
+    n = 32
+    phi = 2 * np.pi * np.arange(n) / n
+    dy, dx = np.sin(phi), np.cos(phi)
+    for how, (my, mx) in {"x": (dy, -dx), "y": (-dy, dx), "t": (dx, dy)}.items():
+        perm = sd._ray_permutation(n, how)
+        np.testing.assert_allclose(np.sin(phi[perm]), my, atol=1e-12)
+        np.testing.assert_allclose(np.cos(phi[perm]), mx, atol=1e-12)
+        np.testing.assert_array_equal(perm[perm], np.arange(n))  # an involution
+
+
+def test_tta_segments_like_the_plain_model(keras_home, nuclei_2d):
+    """With the shipped fluorescence model on StarDist's packaged real image, every mirrored prediction
+    mapped back agrees with the plain one (grid and rays aligned), and the averaged maps segment as
+    well as the plain ones."""
+    from stardist.matching import matching
+
+    img, mask = nuclei_2d
+    folder = sd.SHIPPED_DIR / sd.DEFAULT_MODELS["fluorescence"]
+    plain = sd.StarDistBackend(folder)
+    tta = sd.StarDistBackend(folder, tta=True)
+    assert tta.tta == 8 and "tta=8" in repr(tta)
+    r0, r8 = plain.predict(img), tta.predict(img)
+    assert r8.prob.shape == r0.prob.shape and r8.dist.shape == r0.dist.shape
+    inner = (slice(4, -4), slice(4, -4))
+    assert np.corrcoef(r0.prob[inner].ravel(), r8.prob[inner].ravel())[0, 1] > 0.98
+    on = r0.prob[inner] > 0.5  # a wrong ray permutation would be off by several px here
+    assert np.abs(r0.dist[inner][on] - r8.dist[inner][on]).mean() < 1.0 < r0.dist[inner][on].mean()
+    f0 = matching(mask, plain.postprocess(r0)[0], thresh=0.5).f1
+    f8 = matching(mask, tta.postprocess(r8)[0], thresh=0.5).f1
+    assert f0 > 0.9 and f8 > 0.9 and abs(f8 - f0) < 0.03, (f0, f8)
+
+
+def test_tta_argument_is_checked(tiny_stardist):
+    for bad in (3, 0, "yes", 16):
+        with pytest.raises(InputError, match="tta must be one of"):
+            sd.StarDistBackend(tiny_stardist.folder, tta=bad)
+    assert sd.StarDistBackend(tiny_stardist.folder, tta=False).tta == 1
+    assert sd.StarDistBackend(tiny_stardist.folder, tta=4).tta == 4
+
+
+def test_cli_segment_with_tta(keras_home, nuclei_2d, tmp_path, capsys):
+    import tifffile
+
+    from tissuegraph.cli import main
+
+    img, mask = nuclei_2d
+    src = tmp_path / "nuclei.tif"
+    tifffile.imwrite(src, img)
+    out = tmp_path / "labels.tif"
+    with pytest.warns(UserWarning, match="µm/px"):
+        assert main(["segment", str(src), "-o", str(out), "--method", "stardist", "--model",
+                     str(sd.SHIPPED_DIR / sd.DEFAULT_MODELS["fluorescence"]), "--tta", "2",
+                     "--no-progress"]) == 0
+    from stardist.matching import matching
+
+    assert matching(mask, tifffile.imread(out), thresh=0.5).f1 > 0.85
+    # --tta means nothing to the watershed: a clear one-line error, exit code 2
+    with pytest.warns(UserWarning, match="µm/px"):
+        assert main(["segment", str(src), "-o", str(tmp_path / "w.tif"), "--method", "watershed", "--tta", "8",
+                     "--no-progress"]) == 2
+    assert "--tta applies to --method stardist" in capsys.readouterr().err
