@@ -125,3 +125,36 @@ def test_cli_segment_with_tta(keras_home, nuclei_2d, tmp_path, capsys):
         assert main(["segment", str(src), "-o", str(tmp_path / "w.tif"), "--method", "watershed", "--tta", "8",
                      "--no-progress"]) == 2
     assert "--tta applies to --method stardist" in capsys.readouterr().err
+
+
+def test_model_folder_sets_the_default_tta_and_the_choice_script_writes_it(tiny_stardist, tmp_path):
+    """crchisto_inner_val.py --write-choice stores the chosen (tta, prob_thresh) in a model folder; the
+    backend then uses them unless told otherwise."""
+    import importlib.util
+    import json
+    import shutil
+    import sys
+    from pathlib import Path
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_stardist.folder, folder)
+    bench = Path(__file__).resolve().parents[2] / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("crchisto_inner_val", bench / "crchisto_inner_val.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(bench))
+    old_prob = json.loads((folder / "thresholds.json").read_text())["prob"]
+    mod._write_choice(folder, dict(tta=4, prob_thresh=0.35, model_prob_thresh=old_prob, f1=0.8,
+                                   precision=0.8, recall=0.8))
+    be = sd.StarDistBackend(folder)
+    assert be.tta == 4 and be.prob_thresh == pytest.approx(0.35)
+    info = json.loads((folder / "tissuegraph.json").read_text())
+    assert info["thresholds_choice"]["previous_prob"] == pytest.approx(old_prob)
+    assert sd.StarDistBackend(folder, tta=1).tta == 1  # an explicit argument wins
+    # the model's own threshold (prob_thresh 'model') is kept as it is
+    mod._write_choice(folder, dict(tta=1, prob_thresh="model", model_prob_thresh=0.35, f1=0.8,
+                                   precision=0.8, recall=0.8))
+    assert sd.StarDistBackend(folder).prob_thresh == pytest.approx(0.35)
