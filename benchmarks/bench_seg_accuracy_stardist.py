@@ -95,6 +95,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=None)
     p.add_argument("--fluo-model", default="tg_dsb2018_fluo")
+    p.add_argument("--fluo-tta", type=int, default=None, choices=[1, 2, 4, 8],
+                   help="test-time augmentation for the fluorescence model (default: the model's own)")
     p.add_argument("--he-model", nargs="*", default=["tg_dsb2018_he"],
                    help="brightfield / H&E model(s): names or folders (none to skip)")
     p.add_argument("--he-rgb-to", default=None, help="rgb_to= for the brightfield model (e.g. hematoxylin)")
@@ -124,14 +126,14 @@ def main(argv=None) -> int:
 
     # fluorescence
     split = dsb_split(index, "fluorescence")
-    fluo = tg.seg.load_stardist(args.fluo_model, n_threads=args.threads)
+    fluo = tg.seg.load_stardist(args.fluo_model, n_threads=args.threads, tta=args.fluo_tta)
     used = set(fluo.info.get("split", {}).get("train", [])) | set(fluo.info.get("split", {}).get("val", []))
     assert not used & set(split["test"]), "test images were used for training"
     ref = split["reference"][:limit]
     test = split["test"][:limit]
     Xr, Yr = load_dsb(data, ref, "fluorescence")
     Xt, Yt = load_dsb(data, test, "fluorescence")
-    backends = [(fluo.name, fluo)]
+    backends = [(fluo.name if fluo.tta == 1 else f"{fluo.name} (tta {fluo.tta})", fluo)]
     ws = None if args.no_watershed else _watershed("fluorescence")
     if ws is not None:
         backends.append(("watershed", ws))
