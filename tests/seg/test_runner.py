@@ -229,3 +229,18 @@ def test_two_phase_backend_with_wrong_label_shape_is_named():
 
     with pytest.raises(tg.InputError, match="labels of shape"):
         tg.seg.nuclei(img, method=BadPost(), tile_size=256, overlap=64, mask="all", progress=False)
+
+
+def test_tiles_mostly_overlap_are_logged(caplog):
+    """A tile_size barely above the overlap is legal but wasteful: the runner says so (and by how much)."""
+    import logging
+
+    img, truth = disks_image((600, 800), n=70, seed=3)
+    with caplog.at_level(logging.WARNING, logger="tissuegraph"):
+        df = tg.seg.nuclei(img, method=ThresholdBackend(), tile_size=120, overlap=64, mask="all")
+    assert len(df) == truth.max()  # the result is still right
+    assert "leaves a 56 px core per tile" in caplog.text and "tile_size >= 128" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tissuegraph"):
+        tg.seg.nuclei(img, method=ThresholdBackend(), tile_size=256, overlap=64, mask="all")
+    assert "core per tile" not in caplog.text

@@ -362,6 +362,12 @@ def nuclei(slide_or_image, *, method: Any = "auto", model: Any = None, labels: A
     grid = tile_grid(slide, mpp=work_mpp, size=tile_size, overlap=overlap, mask=tmask if tmask is not None else None)
     if len(grid) == 0:
         logger.warning("%s: no tissue found; the nucleus table is empty.", sid)
+    elif len(grid) > 4 and tile_size - overlap < overlap:
+        # every tile segments tile_size² px to own only a (tile_size - overlap)² core
+        logger.warning("%s: tile_size=%d with an overlap of %d px leaves a %d px core per tile (%d tiles, "
+                       "each segmenting %.0f x its core); tile_size >= %d would do the same work much faster.",
+                       sid, tile_size, overlap, tile_size - overlap, len(grid),
+                       (tile_size / (tile_size - overlap)) ** 2, 2 * overlap)
 
     calibration = None
     if hasattr(backend, "calibrate") and len(grid) and not getattr(backend, "reads_labels", False):
