@@ -329,6 +329,7 @@ def rgb_to_channel(image: np.ndarray, *, how: str) -> np.ndarray:
         return rgb2hed(rgb)[..., 0].astype(np.float32)
     raise InputError(f"Unknown RGB conversion {how!r}; use 'grey' or 'hematoxylin'.")
 
+
 # ----------------------------------------------------------------------------------------------------
 # test-time augmentation (flips and transposes, grid-aligned)
 # ----------------------------------------------------------------------------------------------------
@@ -373,11 +374,11 @@ def _unflip_map(m: np.ndarray, axis: int) -> np.ndarray:
     return np.roll(np.flip(m, axis), 1, axis)
 
 
-def _tta_predict(net, x: np.ndarray, grid: tuple[int, int], n_rays: int, n: int):
+def _tta_predict(net, x: np.ndarray, n_rays: int, n: int):
     """Average the probability and distance maps of ``net`` over ``n`` flips / transposes of ``x``.
 
     ``net(z) -> (prob (h, w), dist (h, w, n_rays))`` for an input ``z`` whose sides are multiples of the
-    network's divisor; ``x`` is such an input.  Each prediction is mapped back onto the original grid
+    network's divisor (and so of its grid, whatever it is); ``x`` is such an input.  Each prediction is mapped back onto the original grid
     (cells shifted so that grid points coincide, rays permuted) before averaging; the few border cells a
     mirrored prediction does not cover are averaged over the predictions that do.
     """
@@ -412,7 +413,6 @@ def _tta_predict(net, x: np.ndarray, grid: tuple[int, int], n_rays: int, n: int)
         count += w
     count = np.maximum(count, 1.0)
     return prob_sum / count, dist_sum / count[..., None]
-
 
 
 @dataclass
@@ -831,7 +831,7 @@ class StarDistBackend:
                 pad = [(0, (-n) % d) for n, d in zip(net_shape, div)] + [(0, 0)]
                 xp = np.pad(x, pad, mode="reflect") if any(p[1] for p in pad) else x
                 if self.tta > 1:
-                    prob, dist = _tta_predict(net, xp, self.grid, self.n_rays, self.tta)
+                    prob, dist = _tta_predict(net, xp, self.n_rays, self.tta)
                 else:
                     prob, dist = net(xp)
             else:  # large input: StarDist pads and crops the maps itself
