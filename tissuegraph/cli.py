@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default=None, help="for --method labels: label image / GeoJSON / CSV")
     p.add_argument("--mpp", type=float, default=None, help="µm/px of the input if its metadata lacks it")
     p.add_argument("--seg-mpp", type=float, default=None, help="µm/px to segment at")
-    p.add_argument("--tta", type=int, default=1, choices=[1, 2, 4, 8],
-                   help="--method stardist: average the maps over this many flips/transposes (default 1)")
+    p.add_argument("--tta", type=int, default=None, choices=[1, 2, 4, 8],
+                   help="--method stardist: average the maps over this many flips/transposes "
+                        "(default: the model's own setting, else 1)")
     p.add_argument("--tile-size", type=int, default=1024)
     _add_common(p)
 
@@ -129,7 +130,7 @@ def _cmd_segment(args) -> int:
                       "resolution with the backend's size defaults in pixels.", stacklevel=1)
     is_plain = slide.level_count == 1 and max(slide.dimensions) <= 20_000
     extra = {}
-    if args.tta != 1:
+    if args.tta is not None:
         if args.method != "stardist":
             raise InputError(f"--tta applies to --method stardist, not --method {args.method}.")
         extra["tta"] = args.tta
