@@ -24,19 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_seg_accuracy_stardist import _detection_counts  # noqa: E402
+from bench_seg_accuracy_stardist import _detection_counts, _detection_tally  # noqa: E402
 from train_stardist_models import CRC_MPP, crchisto_split, load_crchisto, shared_data_dir  # noqa: E402
-
-
-def _counts(labels_list, P):
-    import tissuegraph as tg
-
-    tp = fp = fn = 0
-    for labels, pts in zip(labels_list, P):
-        s = tg.seg.detection_scores(tg.seg.centroids_from_labels(labels), pts, radius_um=3.0, mpp=CRC_MPP)
-        tp, fp, fn = tp + s["tp"], fp + s["fp"], fn + s["fn"]
-    return dict(n_images=len(P), tp=tp, fp=fp, fn=fn, precision=tp / max(1, tp + fp),
-                recall=tp / max(1, tp + fn), f1=2 * tp / max(1, 2 * tp + fp + fn))
 
 
 def _write_choice(folder: Path, best: dict) -> None:
@@ -95,7 +84,7 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 labels = [be.postprocess(r, prob_thresh=pt)[0] for r in raws]
                 row = dict(model=str(m), tta=tta, prob_thresh="model" if pt is None else pt,
-                           model_prob_thresh=be.prob_thresh, **_counts(labels, Pi),
+                           model_prob_thresh=be.prob_thresh, **_detection_tally(zip(labels, Pi)),
                            seconds=round(t_net + time.perf_counter() - t0, 2))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
@@ -103,7 +92,7 @@ def main(argv=None) -> int:
         if len(args.models) != 1:
             p.error("--write-choice needs exactly one model")
         best = max(rows, key=lambda r: r["f1"])
-        _write_choice(tg.seg.load_stardist(args.models[0]).folder, best)
+        _write_choice(be.folder, best)  # the one model's backend, from the loop
     ws = tg.seg.get_backend("watershed", modality="he")
     rows.append(dict(model="watershed", **_detection_counts(ws, Xi, Pi, mpp=CRC_MPP)))
     print(json.dumps(rows[-1]), flush=True)
