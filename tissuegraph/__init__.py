@@ -24,7 +24,8 @@ from ._errors import (
 from ._settings import settings
 from ._version import __version__
 
-_SUBMODULES = ("io", "datasets", "seg", "feat", "graph", "pipeline", "cli")
+_SUBMODULES = ("io", "datasets", "seg", "feat", "graph", "models", "emb", "culture", "eval", "tl", "pl",
+               "pipeline", "cli")
 
 __all__ = [
     "__version__",
