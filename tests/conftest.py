@@ -9,8 +9,9 @@ import pytest
 
 from tissuegraph._compat import before_tensorflow  # noqa: E402
 
-# tests import tensorflow (StarDist) and torch-geometric in the same worker, in any order: load triton
-# before any test module can import tensorflow (see tissuegraph/_compat.py)
+# tests import tensorflow (StarDist) and torch in the same worker, in any order: the installed
+# tissuegraph-tf-local.pth already keeps TensorFlow's symbols local; this repeats it for a run without it
+# (see tissuegraph/_compat.py)
 before_tensorflow()
 
 REPO = Path(__file__).resolve().parents[1]

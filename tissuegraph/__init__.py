@@ -21,8 +21,12 @@ from ._errors import (
     TissuegraphError,
     WeightsUnavailableError,
 )
+from ._compat import keep_tensorflow_local as _keep_tensorflow_local
 from ._settings import settings
 from ._version import __version__
+
+# TensorFlow (StarDist) and triton (torch) must load in either order: see tissuegraph/_compat.py
+_keep_tensorflow_local()
 
 _SUBMODULES = ("io", "datasets", "seg", "feat", "graph", "models", "emb", "culture", "eval", "tl", "pl",
                "pipeline", "cli")

@@ -2,33 +2,87 @@
 
 from __future__ import annotations
 
-import importlib
+__all__ = ["keep_tensorflow_local", "before_tensorflow", "before_torch", "tensorflow_symbols_global",
+           "tune_allocator", "release_memory"]
 
-__all__ = ["before_tensorflow", "tune_allocator", "release_memory"]
+# ------------------------------------------------------------------- TensorFlow and triton in one process
+# TensorFlow's wheels (2.20 and 2.21 checked) load ``_pywrap_tensorflow_internal`` with RTLD_GLOBAL
+# (``tensorflow/python/pywrap_dlopen_global_flags.py``). That puts every symbol of
+# ``libtensorflow_framework.so.2`` / ``libtensorflow_cc.so.2`` -- a private copy of LLVM among them -- into
+# the process's global symbol scope. ``libtriton.so`` (triton comes with torch 2.14's CUDA build) has its
+# own, different LLVM; loaded later, about 12,000 of its LLVM references bind to TensorFlow's copy and its
+# static initialisers crash (SIGSEGV in ``llvm::DebugCounter``, ``_GLOBAL__sub_I_PassBuilder.cpp``).
+# ``import torchvision`` / ``timm`` (torch._dynamo), ``import umap`` and scanpy's ``neighbors`` reach triton.
+#
+# The fix removes the cause: TensorFlow's libraries are loaded RTLD_LOCAL, which is what TensorFlow's own
+# loader does when that one module is absent (its extension links its libraries explicitly), so its LLVM
+# stays private. The one-line ``tissuegraph-tf-local.pth`` that tissuegraph installs into site-packages
+# applies it at interpreter start-up, so it holds for any import order in any program of that
+# environment; ``import tissuegraph`` applies it again (for installs that skipped the .pth). Opt out with
+# ``TISSUEGRAPH_TF_RTLD_GLOBAL=1``. Where TensorFlow was nevertheless loaded the global way first,
+# :func:`before_torch` loads triton with RTLD_DEEPBIND (its own symbols first) before tissuegraph touches
+# torch. The routes weighed are in docs/architecture.md.
 
-_DONE = False
+TF_GLOBAL_FLAGS_MODULE = "tensorflow.python.pywrap_dlopen_global_flags"
+OPT_OUT_ENV = "TISSUEGRAPH_TF_RTLD_GLOBAL"
+_DEEPBOUND = False
+
+
+def keep_tensorflow_local() -> bool:
+    """Make a later ``import tensorflow`` load TensorFlow's native libraries RTLD_LOCAL.
+
+    Returns True when the guard is in effect. It must be set before TensorFlow is first imported; once
+    TensorFlow is loaded nothing changes. Cheap: it imports nothing.
+    """
+    import os
+    import sys
+
+    if os.environ.get(OPT_OUT_ENV, "") not in ("", "0"):
+        return False
+    if "tensorflow" not in sys.modules:
+        sys.modules.setdefault(TF_GLOBAL_FLAGS_MODULE, None)
+    return TF_GLOBAL_FLAGS_MODULE in sys.modules and sys.modules[TF_GLOBAL_FLAGS_MODULE] is None
+
+
+def tensorflow_symbols_global() -> bool:
+    """True when TensorFlow is loaded in this process and exported its symbols globally (RTLD_GLOBAL)."""
+    import sys
+
+    return "tensorflow" in sys.modules and sys.modules.get(TF_GLOBAL_FLAGS_MODULE) is not None
 
 
 def before_tensorflow() -> None:
-    """Call before the first ``import tensorflow``.
+    """Call before the first ``import tensorflow`` (tissuegraph's StarDist backend does)."""
+    keep_tensorflow_local()
 
-    Importing ``triton`` (pulled in by torch / torch-geometric) *after* TensorFlow crashes the process
-    with a segmentation fault (a native-library clash, seen with tensorflow-cpu 2.21 and the CUDA build
-    of torch 2.14); importing it first is safe. So whenever tissuegraph is about to load TensorFlow, it
-    loads triton first if it is installed. A user who imports tensorflow before tissuegraph should
-    ``import torch_geometric`` (or ``triton``) before tensorflow.
+
+def before_torch() -> None:
+    """Call before tissuegraph imports torchvision, timm, torch-geometric or torch._dynamo.
+
+    A no-op unless TensorFlow is already loaded with global symbols (an environment without tissuegraph's
+    .pth, where tensorflow was imported before tissuegraph). Then triton is loaded with RTLD_DEEPBIND, so
+    it resolves LLVM against its own copy, before anything can load it the default way.
     """
-    global _DONE
-    if _DONE:
-        return
+    global _DEEPBOUND
     import sys
 
-    if "tensorflow" not in sys.modules:
-        try:
-            importlib.import_module("triton")
-        except Exception:  # noqa: BLE001 - not installed, or unusable on this machine: nothing to protect
-            pass
-    _DONE = True
+    if _DEEPBOUND or "triton" in sys.modules or not tensorflow_symbols_global():
+        return
+    import importlib
+    import importlib.util
+    import os
+
+    _DEEPBOUND = True
+    if importlib.util.find_spec("triton") is None:
+        return
+    flags = sys.getdlopenflags()
+    try:
+        sys.setdlopenflags(flags | os.RTLD_DEEPBIND)
+        importlib.import_module("triton")
+    except Exception:  # noqa: BLE001 - triton unusable here; torch runs without it on the CPU
+        pass
+    finally:
+        sys.setdlopenflags(flags)
 
 
 # --------------------------------------------------------------------------------------------- memory

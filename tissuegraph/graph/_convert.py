@@ -34,6 +34,9 @@ __all__ = ["to_pyg", "from_pyg", "to_networkx", "concat"]
 def _import(name: str, pip: str):
     import importlib
 
+    from .._compat import before_torch
+
+    before_torch()
     try:
         return importlib.import_module(name)
     except ImportError as exc:  # pragma: no cover - depends on the environment
