@@ -1,9 +1,8 @@
 """Co-occurrence of clusters over distance thresholds (squidpy's ``co_occurrence`` definition).
 
 squidpy compares every pair of cells (O(n^2) time and an (n, bins * k^2) buffer).  Here the pair
-counts come from dual-tree counting (``scipy.spatial.cKDTree.count_neighbors``) between the cells of
-each pair of clusters, by chunks of query cells: integer counts, so the result is the same for any
-chunk size, and memory stays O(n).
+counts come from all pairs within the largest threshold, listed by chunks of query cells with a KD-tree and binned:
+integer counts, so the result is the same for any chunk size, and memory stays O(n + chunk pairs).
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import numpy as np
 
 from .._anndata import _plain
 from .._errors import InputError
-from .._logging import progress_bar, timed
+from .._logging import logger, progress_bar, timed
 from .._settings import settings
 from ._common import categories, check_adata, spatial
 
@@ -28,15 +27,25 @@ def default_interval(points: np.ndarray, n: int = 50) -> np.ndarray:
     s = pts.sum(axis=1)
     lo1, lo2 = np.argpartition(s, 2)[:2]
     hi = np.argmax(s)
-    d = lambda a, b: float(np.sqrt(((pts[a].astype(np.float64) - pts[b]) ** 2).sum()))  # noqa: E731
-    tmin = np.float32(d(lo1, lo2))
-    tmax = np.float32(d(lo1, hi) / 2.0)
+    try:  # squidpy measures these two distances with scikit-learn on float32: the same arithmetic
+        from sklearn.metrics import pairwise_distances as d
+    except ImportError:  # pragma: no cover
+        def d(a, b):
+            return np.sqrt(((a.astype(np.float64) - b) ** 2).sum(keepdims=True))
+    tmax = np.float32(d(pts[lo1].reshape(1, -1), pts[hi].reshape(1, -1))[0, 0] / 2.0)
+    tmin = np.float32(d(pts[lo1].reshape(1, -1), pts[lo2].reshape(1, -1))[0, 0])
     return np.linspace(tmin, tmax, num=n, dtype=np.float32)
 
 
 def co_occurrence_counts(points: np.ndarray, codes: np.ndarray, *, n_clusters: int, radii: np.ndarray,
-                         chunk_size: int = 200_000, n_jobs: int = 1, progress: bool | None = None) -> np.ndarray:
-    """Ordered pairs ``(i, j)``, ``i != j``, of cluster ``(a, b)`` with distance ``<= r`` for each radius.
+                         chunk_size: int = 10_000, n_jobs: int = 1, progress: bool | None = None) -> np.ndarray:
+    """Ordered pairs ``(i, j)``, ``i != j``, of clusters ``(a, b)`` at distance ``<= r``, for each radius.
+
+    One KD-tree of all points; query cells are taken in chunks of ``chunk_size`` in the tree's leaf
+    order (spatially compact), every pair within the largest radius is listed for the chunk
+    (``cKDTree.sparse_distance_matrix``), binned by radius and cluster pair with one ``bincount``,
+    and the integer histograms are summed (so the result is the same for any chunk size or ``n_jobs``).
+    Time and memory grow with the number of pairs within ``max(radii)``, never with n^2 storage.
 
     Returns an int64 array ``(n_clusters, n_clusters, len(radii))``; symmetric in ``(a, b)``.
     """
@@ -44,50 +53,47 @@ def co_occurrence_counts(points: np.ndarray, codes: np.ndarray, *, n_clusters: i
 
     radii = np.asarray(radii, dtype=np.float64)
     order = np.argsort(radii, kind="stable")
-    members = [np.flatnonzero(codes == a) for a in range(n_clusters)]
-    trees = [cKDTree(points[m]) if len(m) else None for m in members]
-    jobs = []
-    for a in range(n_clusters):
-        for lo in range(0, len(members[a]), chunk_size):
-            for b in range(a, n_clusters):
-                if trees[b] is not None:
-                    jobs.append((a, lo, b))
-    out = np.zeros((n_clusters, n_clusters, len(radii)), np.int64)
-    chunk_trees: dict[tuple[int, int], object] = {}
+    rs = radii[order]
+    R = len(rs)
+    k = int(n_clusters)
+    codes = np.asarray(codes, dtype=np.int64)
+    tree = cKDTree(points)
+    leaf_order = tree.indices
+    n = len(points)
+    starts = list(range(0, n, int(chunk_size)))
+    hist = np.zeros(k * k * (R + 1), np.int64)
 
-    def chunk_tree(a, lo):
-        key = (a, lo)
-        if key not in chunk_trees:
-            m = members[a]
-            chunk_trees[key] = trees[a] if len(m) <= chunk_size else cKDTree(points[m[lo:lo + chunk_size]])
-        return chunk_trees[key]
+    def one(lo: int) -> np.ndarray:
+        q = leaf_order[lo:lo + chunk_size]
+        pairs = cKDTree(points[q]).sparse_distance_matrix(tree, rs[-1], output_type="ndarray")
+        i = q[pairs["i"]]
+        j = pairs["j"]
+        keep = i != j
+        b = np.searchsorted(rs, pairs["v"][keep], side="left")  # first radius >= d
+        idx = (codes[i[keep]] * k + codes[j[keep]]) * (R + 1) + b
+        return np.bincount(idx, minlength=k * k * (R + 1))
 
-    for a in range(n_clusters):  # build chunk trees up front (not thread-safe to do lazily)
-        for lo in range(0, len(members[a]), chunk_size):
-            chunk_tree(a, lo)
-
-    def one(job):
-        a, lo, b = job
-        c = chunk_tree(a, lo).count_neighbors(trees[b], radii[order], cumulative=True)
-        res = np.empty(len(radii), np.int64)
-        res[order] = c
-        return job, res
-
-    with progress_bar(total=len(jobs), desc="co_occurrence", enabled=progress, unit="pair") as bar:
-        def consume(results):
-            for (a, _lo, b), res in results:
-                out[a, b] += res
-                bar.update()
+    with progress_bar(total=len(starts), desc="co_occurrence", enabled=progress, unit="chunk") as bar:
         if n_jobs <= 1:
-            consume(map(one, jobs))
+            for lo in starts:
+                hist += one(lo)
+                bar.update()
         else:
             with ThreadPoolExecutor(n_jobs) as ex:
-                consume(ex.map(one, jobs))
-    for a in range(n_clusters):
-        out[a, a] -= len(members[a])  # each cell with itself (distance 0)
-        for b in range(a + 1, n_clusters):
-            out[b, a] = out[a, b]
+                for h in ex.map(one, starts):
+                    hist += h
+                    bar.update()
+    cum = np.cumsum(hist.reshape(k, k, R + 1)[:, :, :R], axis=2)
+    out = np.empty_like(cum)
+    out[:, :, order] = cum
     return out
+
+
+def _expected_pairs(points: np.ndarray, r: float) -> float:
+    """Rough number of ordered pairs within ``r`` (uniform density over the bounding box)."""
+    span = np.ptp(points, axis=0)
+    area = max(float(span[0]) * float(span[1]), 1.0)
+    return len(points) ** 2 * min(np.pi * r * r / area, 1.0)
 
 
 def _probabilities(counts: np.ndarray) -> np.ndarray:
@@ -104,7 +110,7 @@ def _probabilities(counts: np.ndarray) -> np.ndarray:
 
 
 def co_occurrence(adata, *, cluster_key: str, spatial_key: str = "spatial", interval: int | np.ndarray = 50,
-                  interval_um: np.ndarray | None = None, chunk_size: int = 200_000, n_jobs: int | None = None,
+                  interval_um: np.ndarray | None = None, chunk_size: int = 10_000, n_jobs: int | None = None,
                   key_added: str | None = None, copy: bool = False, progress: bool | None = None):
     """Co-occurrence probability of clusters at increasing distances (squidpy's definition).
 
@@ -161,8 +167,14 @@ def co_occurrence(adata, *, cluster_key: str, spatial_key: str = "spatial", inte
         raise InputError(f"{what}: interval needs >= 2 finite, non-negative thresholds, got {interval!r}.")
     k = len(cats)
     n_jobs = settings.resolve_n_jobs(n_jobs)
+    n_pairs = _expected_pairs(pts, float(interval[-1]))
+    if n_pairs > 2e9:
+        logger.warning("co_occurrence: about %.1e cell pairs lie within the largest threshold (%.0f px); this "
+                       "takes long. squidpy's default thresholds reach half the slide; pass interval_um= up to "
+                       "a few hundred µm for cell-scale co-occurrence.", n_pairs, float(interval[-1]))
     with timed(f"co_occurrence ({len(pts)} cells, {k} clusters, {len(interval) - 1} thresholds)"):
-        counts = co_occurrence_counts(pts, codes, n_clusters=k, radii=interval[1:], chunk_size=int(chunk_size), n_jobs=n_jobs,
+        counts = co_occurrence_counts(pts, codes, n_clusters=k, radii=interval[1:], chunk_size=int(chunk_size),
+                                      n_jobs=n_jobs,
                                       progress=progress)
     occ = _probabilities(counts)
     key = key_added or f"{cluster_key}_co_occurrence"

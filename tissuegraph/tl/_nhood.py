@@ -23,19 +23,51 @@ from ._common import categories, check_adata, graph
 __all__ = ["nhood_enrichment", "interaction_matrix", "nhood_counts"]
 
 
+class _EdgeCounter:
+    """``onehot.T @ A @ onehot`` for the 0/1 pattern of a CSR graph, for many labelings.
+
+    A symmetric pattern is counted over its upper triangle only (``C + C.T`` then, the diagonal once);
+    labels are kept as int16 so the random gather stays in cache.
+    """
+
+    def __init__(self, adjacency, n_clusters: int):
+        from scipy import sparse
+
+        a = sparse.csr_matrix(adjacency, copy=True)
+        a.data = np.ones(len(a.data), np.int8)  # stored entries count once each, weights ignored
+        a.sum_duplicates()  # no-op for canonical CSR
+        self.k = int(n_clusters)
+        self.dtype = np.int16 if self.k * self.k < 2 ** 15 else np.int64
+        self.symmetric = a.shape[0] == a.shape[1] and (a != a.T).nnz == 0
+        if self.symmetric:
+            self.diag = np.flatnonzero(a.diagonal() != 0)
+            a = sparse.triu(a, k=1, format="csr")
+        else:
+            self.diag = None
+        self.deg = np.diff(a.indptr)
+        self.indices = a.indices
+
+    def __call__(self, codes: np.ndarray) -> np.ndarray:
+        k, dt = self.k, self.dtype
+        codes = np.asarray(codes).astype(dt, copy=False)
+        pair = np.repeat(codes * dt(k), self.deg)
+        pair += codes[self.indices]
+        m = np.bincount(pair, minlength=k * k).reshape(k, k)
+        if self.symmetric:
+            m = m + m.T
+            if len(self.diag):
+                m[np.diag_indices(k)] += np.bincount(codes[self.diag], minlength=k)
+        return m.astype(np.int64, copy=False)
+
+
 def nhood_counts(adjacency, codes: np.ndarray, *, n_clusters: int) -> np.ndarray:
     """Edge counts between clusters: ``onehot.T @ A @ onehot`` for the 0/1 pattern of a CSR graph.
 
-    ``adjacency`` is a scipy CSR matrix or an ``(indptr, indices)`` pair; ``codes`` are cluster codes
-    0..n_clusters-1 per node; every stored entry counts once (like squidpy, weights are ignored).
-    One gather and one ``bincount`` over the edges (the sparse product, never n x n).
+    ``codes`` are cluster codes 0..n_clusters-1 per node; every stored entry counts once (like
+    squidpy, weights are ignored). One gather and one ``bincount`` over the edges (the sparse
+    product, never n x n).
     """
-    indptr, indices = (adjacency.indptr, adjacency.indices) if hasattr(adjacency, "indptr") else adjacency
-    dt = np.int32 if n_clusters * n_clusters < 2 ** 31 else np.int64
-    codes = np.asarray(codes).astype(dt, copy=False)
-    pair = np.repeat(codes * dt(n_clusters), np.diff(indptr))
-    pair += codes[indices]
-    return np.bincount(pair, minlength=n_clusters * n_clusters).reshape(n_clusters, n_clusters)
+    return _EdgeCounter(adjacency, n_clusters)(codes)
 
 
 def _subgraph(g, mask):
@@ -94,7 +126,8 @@ def nhood_enrichment(adata, *, cluster_key: str, library_key: str | None = None,
     g = _subgraph(graph(adata, connectivity_key, what), mask)
     codes = codes[mask]
     k = len(cats)
-    small = np.int32 if k * k < 2 ** 31 else np.int64
+    counter = _EdgeCounter(g, k)
+    small = counter.dtype
     codes = codes.astype(np.int64)
     groups = None
     if library_key is not None:
@@ -103,9 +136,7 @@ def nhood_enrichment(adata, *, cluster_key: str, library_key: str | None = None,
         lib = pd.Categorical(adata.obs[library_key].to_numpy()[mask])
         groups = [np.flatnonzero(lib.codes == i) for i in range(len(lib.categories))]
         groups = [gr for gr in groups if len(gr) > 1]
-    indptr = g.indptr.astype(np.int64)
-    indices = g.indices
-    count = nhood_counts((indptr, indices), codes, n_clusters=k)
+    count = counter(codes)
     seed = settings.seed if seed is None else int(seed)
     children = np.random.SeedSequence(seed).spawn(n_perms)
     perms = np.empty((n_perms, k, k), np.int64)
@@ -120,7 +151,7 @@ def nhood_enrichment(adata, *, cluster_key: str, library_key: str | None = None,
             shuffled = codes_small.copy()  # only within each library
             for gr in groups:
                 shuffled[gr] = codes_small[gr[rng.permutation(len(gr))]]
-        perms[p] = nhood_counts((indptr, indices), shuffled, n_clusters=k)
+        perms[p] = counter(shuffled)
 
     with timed(f"nhood_enrichment ({g.nnz} edges, {k} clusters, {n_perms} permutations)"), \
             progress_bar(total=n_perms, desc="nhood_enrichment", enabled=progress, unit="perm") as bar:
