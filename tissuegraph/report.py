@@ -42,6 +42,7 @@ table{border-collapse:collapse;font-size:13px;margin:6px 0 12px 0}
 th,td{border-bottom:1px solid #e4e7ec;padding:4px 10px;text-align:left;vertical-align:top}
 th{background:#f0f3f7;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+td{word-break:break-all}
 figure{margin:10px 0 16px 0}
 figure img{max-width:100%;border:1px solid #e4e7ec;border-radius:4px}
 figcaption{font-size:13px;color:#56607a;margin-top:4px}
@@ -226,14 +227,17 @@ def write_report(outdir: str | os.PathLike, *, cells=None, samples=None, nuclei:
         if inp.get("mpp"):
             kp.append(("µm/px", f"{inp['mpp']:.3g}"))
         body.append(_kpis(kp))
+        left, right = [], []
         if inp:
-            body.append("<h3>Input</h3>" + _kv({k: v for k, v in inp.items() if k != "path"} |
+            left.append("<h3>Input</h3>" + _kv({k: v for k, v in inp.items() if k != "path"} |
                                                 ({"file": Path(inp["path"]).name} if inp.get("path") else {})))
-        if manifest.get("parameters"):
-            body.append("<h3>Parameters</h3>" + _kv(manifest["parameters"]))
         if manifest.get("timings"):
             t = pd.DataFrame({"step": list(manifest["timings"]), "seconds": [float(v) for v in manifest["timings"].values()]})
-            body.append("<h3>Timings</h3>" + _table(t))
+            left.append("<h3>Timings</h3>" + _table(t))
+        if manifest.get("parameters"):
+            right.append("<h3>Parameters</h3>" + _kv(manifest["parameters"]))
+        if left or right:
+            body.append(f'<div class="grid2"><div>{"".join(left)}</div><div>{"".join(right)}</div></div>')
         if manifest.get("versions"):
             body.append("<details><summary>Package versions</summary>" + _kv(manifest["versions"]) + "</details>")
         if len(body) > 1 or kp:
@@ -291,7 +295,7 @@ def write_report(outdir: str | os.PathLike, *, cells=None, samples=None, nuclei:
                 region = (cx - half, cy - half, cx + half, cy + half)
                 ax = pl.slide_overlay(cells, slide=s, nuclei=nuclei, color=color, region=region, edges=has_graph,
                                       samples=samples if samples is not None and samples.n_obs <= 5000 else None,
-                                      show=False, max_size=700)
+                                      show=False, max_size=2 * half)
                 body.append(_figure(_png(ax), "A 320 × 320 px region at full resolution: nucleus outlines and the "
                                     "graph edges between them."))
             except Exception as exc:  # noqa: BLE001

@@ -233,7 +233,7 @@ def slide_overlay(cells=None, *, slide: Any = None, nuclei: pd.DataFrame | None 
             mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
             face = list(mappable.to_rgba(vals[idx]))
         else:
-            face, mappable = ["#1f77b4"] * len(idx), None
+            face, mappable = ["#ffd700"] * len(idx), None
         draw_outlines = outlines if outlines is not None else (nuclei is not None and len(idx) <= 20_000)
         if draw_outlines:
             if nuclei is None:
@@ -326,8 +326,8 @@ def segmentation_grid(slide: Any, *, nuclei: pd.DataFrame, truth: Any = None, n_
         m = (xs >= x0 - 50) & (xs < box[2] + 50) & (ys >= y0 - 50) & (ys < box[3] + 50)
         if K.nuclei.contour in nuclei:
             polys = [np.asarray(c) for c in nuclei.loc[m, K.nuclei.contour] if c is not None and len(c) >= 3]
-            # pixel-corner outlines: shift to the imshow pixel-centre convention
-            a.add_collection(PolyCollection([p - 0.5 for p in polys], facecolors="none", edgecolors="#ffd700",
+            # outlines run through pixel corners (x +- 0.5), the same frame as the imshow extent
+            a.add_collection(PolyCollection(polys, facecolors="none", edgecolors="#ffd700",
                                             linewidths=1.0))
         else:
             a.scatter(xs[m], ys[m], s=8, color="#ffd700")
@@ -335,7 +335,7 @@ def segmentation_grid(slide: Any, *, nuclei: pd.DataFrame, truth: Any = None, n_
         if truth is not None:
             tpolys, tpts = _truth_polygons(truth, box)
             if tpolys is not None:
-                a.add_collection(PolyCollection([p - 0.5 for p in tpolys], facecolors="none", edgecolors="#00e5ff",
+                a.add_collection(PolyCollection(tpolys, facecolors="none", edgecolors="#00e5ff",
                                                 linewidths=0.8, linestyles="--"))
                 n_truth = len(tpolys)
             else:
