@@ -1,6 +1,6 @@
 """Comparing representations of the same samples: does a representation beat the structural baseline?
 
-Uses what a run has: the cells and their graph, cut into 64 µm grid patches with ``X_structural`` (graph
+Uses what a run has: the cells and their graph, cut into 48 µm grid patches with ``X_structural`` (graph
 descriptors of each patch) and, when the modules are
 installed, learned / untrained representations from ``tg.emb`` and the full evaluation of ``tg.eval``.
 Without them it does the core check by hand: cross-validated balanced accuracy of a k-NN and a
@@ -51,8 +51,8 @@ def mean_rgb(samples, slide) -> np.ndarray:
 def main() -> None:
     out = run_dir()
     cells = ad.read_h5ad(out / "cells.h5ad")
-    # small grid patches (64 µm) so that even a small synthetic slide gives enough samples to compare
-    samples = tg.graph.grid_samples(cells, size_um=64)
+    # small grid patches (48 µm) so that even a small synthetic slide gives enough samples to compare
+    samples = tg.graph.grid_samples(cells, size_um=48)
     tg.graph.descriptors(cells, samples)
     manifest = __import__("json").loads((out / "manifest.json").read_text())
     slide = tg.io.open_slide(manifest["input"]["path"])
@@ -81,7 +81,9 @@ def main() -> None:
     from sklearn.preprocessing import StandardScaler
 
     y = samples.obs["label"].astype(str).to_numpy()
-    keep = pd.Series(y).map(pd.Series(y).value_counts()).to_numpy() >= 3
+    counts = pd.Series(y).value_counts()
+    y = np.where(pd.Series(y).map(counts).to_numpy() >= 3, y, "other")  # rare regions pooled
+    keep = pd.Series(y).map(pd.Series(y).value_counts()).to_numpy() >= 2
     y = y[keep]
     n_splits = int(min(5, pd.Series(y).value_counts().min()))
     if len(np.unique(y)) < 2 or n_splits < 2:
@@ -94,8 +96,8 @@ def main() -> None:
         for name, clf in (("knn", KNeighborsClassifier(5)), ("logistic", LogisticRegression(max_iter=2000))):
             s = cross_val_score(make_pipeline(StandardScaler(), clf), X, y, cv=cv, scoring="balanced_accuracy")
             rows.append({"representation": rep, "protocol": name, "metric": "balanced_accuracy",
-                         "mean": s.mean(), "ci_low": s.mean() - 1.96 * s.std(ddof=1) / np.sqrt(len(s)),
-                         "ci_high": s.mean() + 1.96 * s.std(ddof=1) / np.sqrt(len(s)), "n": len(s)})
+                         "mean": s.mean(), "ci_low": max(0.0, s.mean() - 1.96 * s.std(ddof=1) / np.sqrt(len(s))),
+                         "ci_high": min(1.0, s.mean() + 1.96 * s.std(ddof=1) / np.sqrt(len(s))), "n": len(s)})
     summary = pd.DataFrame(rows)
     print(summary.round(3).to_string(index=False))
     samples.uns["tg_eval"] = {"summary": summary}
