@@ -128,5 +128,5 @@ def cka_heatmap(samples, *, key: str = "tg_eval", which: str = "cka", ax=None, s
     ax = get_ax(ax, figsize=(0.5 * len(names) + 3, 0.5 * len(names) + 2))
     _heatmap(ax, df.to_numpy(dtype=float), names, [_short(str(i)) for i in df.index], cmap="magma",
              title="Linear CKA between representations" if which == "cka" else "k-NN overlap",
-             cbar_label=which, fmt="{:.2f}")
+             cbar_label=which, fmt="{:.2f}", vmin=0.0, vmax=1.0)
     return finish(ax, show=show, save=save)

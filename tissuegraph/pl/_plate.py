@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .._errors import InputError
-from ._utils import finish, get_ax
+from ._utils import finish, get_ax, text_color
 
 __all__ = ["plate_heatmap"]
 
@@ -114,7 +114,7 @@ def plate_heatmap(adata, *, value: str, plate: str | None = None, agg: str = "me
     if annotate:
         for (i, j), v in np.ndenumerate(M):
             if np.isfinite(v):
-                ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=6)
+                ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=6, color=text_color(im, v))
     cb = ax.figure.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
     cb.set_label(f"{value} ({agg})")
     ax.set_title(title or (f"{value}" + (f" — plate {plate}" if plate is not None else "")), pad=18)

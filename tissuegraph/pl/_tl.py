@@ -8,12 +8,13 @@ import numpy as np
 
 from .. import _keys as K
 from .._errors import InputError
-from ._utils import add_legend_or_colorbar, finish, get_ax, need_uns, values_for
+from ._utils import add_legend_or_colorbar, finish, get_ax, need_uns, text_color, values_for
 
 __all__ = ["nhood_enrichment", "co_occurrence", "embedding"]
 
 
-def _heatmap(ax, M, labels_x, labels_y, *, cmap, title, cbar_label, center=None, annotate=True, fmt="{:.1f}"):
+def _heatmap(ax, M, labels_x, labels_y, *, cmap, title, cbar_label, center=None, annotate=True, fmt="{:.1f}",
+             vmin=None, vmax=None):
     import matplotlib.colors as mcolors
 
     M = np.asarray(M, dtype=float)
@@ -22,14 +23,13 @@ def _heatmap(ax, M, labels_x, labels_y, *, cmap, title, cbar_label, center=None,
     if center is not None and finite.size:
         lim = max(abs(finite.min() - center), abs(finite.max() - center), 1e-12)
         norm = mcolors.TwoSlopeNorm(vcenter=center, vmin=center - lim, vmax=center + lim)
-    im = ax.imshow(M, cmap=cmap, norm=norm, aspect="auto")
+    im = ax.imshow(M, cmap=cmap, norm=norm, aspect="auto", **({} if norm is not None else dict(vmin=vmin, vmax=vmax)))
     ax.set_xticks(range(len(labels_x)), labels_x, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(labels_y)), labels_y, fontsize=8)
     if annotate and M.size <= 400:
         for (i, j), v in np.ndenumerate(M):
             if np.isfinite(v):
-                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7,
-                        color="white" if norm is not None and abs(norm(v) - 0.5) > 0.3 else "black")
+                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7, color=text_color(im, v))
     cb = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
     cb.set_label(cbar_label)
     ax.set_title(title)

@@ -86,3 +86,9 @@ def need_uns(adata, key: str, what: str, run_first: str):
     if key not in adata.uns:
         raise InputError(f"{what}: adata.uns has no {key!r}; run {run_first} first.")
     return adata.uns[key]
+
+
+def text_color(im, value) -> str:
+    """Black or white, whichever reads better on the colour ``im`` gives ``value``."""
+    r, g, b, _ = im.cmap(im.norm(value))
+    return "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black"
