@@ -329,11 +329,11 @@ def write_report(outdir: str | os.PathLike, *, cells=None, samples=None, nuclei:
                     U, S, _ = np.linalg.svd(Z, full_matrices=False)
                     pcs = U[:, :2] * S[:2]
                     sub = samples[ok].copy()
-                    sub.obsm["X_pca_report"] = pcs
+                    sub.obsm["X_PC"] = pcs
                     color = next((c for c in (K.obs.label, K.obs.batch, K.obs.slide, K.obs.n_cells) if c in sub.obs
                                   and sub.obs[c].nunique() > 1), None)
                     var = S[:2] ** 2 / (S ** 2).sum()
-                    ax = pl.embedding(sub, basis="X_pca_report", color=color, show=False,
+                    ax = pl.embedding(sub, basis="X_PC", color=color, show=False,
                                       title=f"{_short(r0)}: first two principal components "
                                             f"({var[0]:.0%}, {var[1]:.0%} of variance)")
                     body.append(_figure(_png(ax), f"PCA of the standardised {r0} ({ok.sum():,} samples)"
