@@ -177,3 +177,18 @@ def test_plate_heatmap_well_and_row_column():
     assert M.shape == (16, 24) and M[0, 0] == 8.0 and M[15, 23] == 7.0 and np.ma.is_masked(M[3, 3])
     with pytest.raises(tg.InputError, match="'well' column"):
         tg.pl.plate_heatmap(pd.DataFrame({"v": [1.0]}), value="v")
+
+
+def test_slide_overlay_draws_spots_as_circles_of_their_diameter(scene):
+    from matplotlib.collections import PatchCollection
+
+    _, _, cells, _ = scene
+    spots = tg.graph.spot_samples(cells, np.array([[100.0, 100.0], [220.0, 200.0]]), diameter_um=55)
+    spots.obs["label"] = pd.Categorical(["a", "b"])
+    ax = tg.pl.slide_overlay(cells, samples=spots, sample_color="label", edges=False)
+    patches = [c for c in ax.collections if isinstance(c, PatchCollection)][0]
+    paths = patches.get_paths()
+    assert len(paths) == 2
+    ext = patches.get_paths()[0].get_extents()
+    # 55 µm at 0.5 µm/px = 110 px across (circle radius 55 px)
+    assert ext.width == pytest.approx(110, rel=0.02)
