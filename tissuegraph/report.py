@@ -185,7 +185,7 @@ def _section(sid: str, title: str, body: str) -> str:
 
 def write_report(outdir: str | os.PathLike, *, cells=None, samples=None, nuclei: pd.DataFrame | None = None,
                  slide: Any = None, manifest: dict | None = None, title: str | None = None,
-                 eval_key: str = "tg_eval", filename: str = "report.html") -> Path:
+                 eval_key: str = K.eval_key, filename: str = "report.html") -> Path:
     """Write ``outdir/report.html`` (self-contained) about the run in ``outdir``.
 
     Parameters
@@ -280,7 +280,7 @@ def write_report(outdir: str | os.PathLike, *, cells=None, samples=None, nuclei:
         # --- slide overlay
         body = []
         if cells is not None and cells.n_obs and K.obsm.spatial in cells.obsm:
-            color = next((c for c in (K.obs.cell_type, "niche") if c in cells.obs), None)
+            color = next((c for c in (K.obs.cell_type, K.tl.niche) if c in cells.obs), None)
             has_graph = K.obsp.connectivities() in cells.obsp
             try:
                 ax = pl.slide_overlay(cells, slide=s, color=color, edges=has_graph and cells.n_obs <= 200_000,

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import _keys as K
 from .._errors import InputError
 from ._utils import finish, get_ax
 
@@ -54,7 +55,7 @@ def _short(rep: str) -> str:
     return rep[2:] if rep.startswith("X_") else rep
 
 
-def eval_scores(samples, *, key: str = "tg_eval", metric: str | None = None, protocol: str | None = None,
+def eval_scores(samples, *, key: str = K.eval_key, metric: str | None = None, protocol: str | None = None,
                 ax=None, show: bool | None = None, save: Any = None):
     """Mean score of every representation with its 95 % interval (``summary`` table), best on top;
     the structural baseline's mean as a dashed line; untrained (random-weight) networks drawn hollow."""
@@ -84,7 +85,7 @@ def eval_scores(samples, *, key: str = "tg_eval", metric: str | None = None, pro
     return finish(ax, show=show, save=save)
 
 
-def baseline_gaps(samples, *, key: str = "tg_eval", reference: str | None = None, metric: str | None = None,
+def baseline_gaps(samples, *, key: str = K.eval_key, reference: str | None = None, metric: str | None = None,
                   protocol: str | None = None, ax=None, show: bool | None = None, save: Any = None):
     """Forest plot of each representation's difference to a reference (``gaps`` table: the structural
     baseline or the untrained twins) with its 95 % interval, coloured by the verdict."""
@@ -114,7 +115,7 @@ def baseline_gaps(samples, *, key: str = "tg_eval", reference: str | None = None
     return finish(ax, show=show, save=save)
 
 
-def cka_heatmap(samples, *, key: str = "tg_eval", which: str = "cka", ax=None, show: bool | None = None,
+def cka_heatmap(samples, *, key: str = K.eval_key, which: str = "cka", ax=None, show: bool | None = None,
                 save: Any = None):
     """Heatmap of linear CKA (``which='cka'``) or k-NN overlap (``'knn_overlap'``) between representations."""
     from ._tl import _heatmap

@@ -42,7 +42,7 @@ def nhood_enrichment(adata, *, cluster_key: str, mode: str = "zscore", key: str 
     """Heatmap of neighbourhood-enrichment z-scores (or counts) from :func:`tg.tl.nhood_enrichment`
     (or squidpy's ``nhood_enrichment``: same layout). Returns the Axes."""
     what = "tg.pl.nhood_enrichment"
-    key = key or f"{cluster_key}_nhood_enrichment"
+    key = key or K.tl.nhood_enrichment(cluster_key)
     res = need_uns(adata, key, what, f"tg.tl.nhood_enrichment(adata, cluster_key={cluster_key!r})")
     if mode not in ("zscore", "count"):
         raise InputError(f"{what}: mode must be 'zscore' or 'count', got {mode!r}.")
@@ -64,7 +64,7 @@ def co_occurrence(adata, *, cluster_key: str, clusters: str | list | None = None
     """Lines of p(other | cluster, d) / p(other) over distance for one or a few clusters (from
     :func:`tg.tl.co_occurrence`). With ``mpp`` (or µm/px in ``uns['spatial']``) the x axis is in µm."""
     what = "tg.pl.co_occurrence"
-    key = key or f"{cluster_key}_co_occurrence"
+    key = key or K.tl.co_occurrence(cluster_key)
     res = need_uns(adata, key, what, f"tg.tl.co_occurrence(adata, cluster_key={cluster_key!r})")
     names = [str(c) for c in (res.get("categories") if res.get("categories") is not None
                               else adata.obs[cluster_key].astype("category").cat.categories)]

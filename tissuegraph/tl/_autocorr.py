@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
+from .. import _keys as K
 from .._anndata import _plain
 from ._common import check_adata, feature_matrix, graph
 
@@ -21,7 +22,7 @@ def _moments(w: sparse.csr_matrix) -> tuple[float, float, float]:
 
 
 def morans_i(adata, *, features=None, connectivity_key: str | None = None, transformation: bool = True,
-             two_tailed: bool = False, layer: str | None = None, key_added: str = "moranI", copy: bool = False):
+             two_tailed: bool = False, layer: str | None = None, key_added: str = K.tl.moran, copy: bool = False):
     """Global Moran's I of features on the cell graph (the statistic squidpy's ``spatial_autocorr``
     computes, and its normality p-value).
 
@@ -88,6 +89,6 @@ def morans_i(adata, *, features=None, connectivity_key: str | None = None, trans
     df = pd.DataFrame({"I": score, "pval_norm": p, "var_norm": var, "pval_norm_fdr_bh": q}, index=names)
     df = df.sort_values("I", ascending=False)
     adata.uns[key_added] = df
-    adata.uns[key_added + "_params"] = _plain(dict(connectivity_key=connectivity_key, transformation=transformation,
+    adata.uns[key_added + K.tl.params_suffix] = _plain(dict(connectivity_key=connectivity_key, transformation=transformation,
                                                   two_tailed=two_tailed, layer=layer, n_cells=n))
     return adata if copy else None

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .. import _keys as K
 from .._anndata import _plain
 from .._errors import InputError
 from .._logging import logger, progress_bar, timed
@@ -109,7 +110,7 @@ def _probabilities(counts: np.ndarray) -> np.ndarray:
     return np.where(ok, occ, 0.0)
 
 
-def co_occurrence(adata, *, cluster_key: str, spatial_key: str = "spatial", interval: int | np.ndarray = 50,
+def co_occurrence(adata, *, cluster_key: str, spatial_key: str = K.obsm.spatial, interval: int | np.ndarray = 50,
                   interval_um: np.ndarray | None = None, chunk_size: int = 10_000, n_jobs: int | None = None,
                   key_added: str | None = None, copy: bool = False, progress: bool | None = None):
     """Co-occurrence probability of clusters at increasing distances (squidpy's definition).
@@ -177,7 +178,7 @@ def co_occurrence(adata, *, cluster_key: str, spatial_key: str = "spatial", inte
                                       n_jobs=n_jobs,
                                       progress=progress)
     occ = _probabilities(counts)
-    key = key_added or f"{cluster_key}_co_occurrence"
+    key = key_added or K.tl.co_occurrence(cluster_key)
     adata.uns[key] = {"occ": occ, "interval": interval, "counts": counts,
                       "categories": np.asarray(cats.astype(str)),
                       "params": _plain(dict(cluster_key=cluster_key, spatial_key=spatial_key,

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
+from .. import _keys as K
 from .._anndata import _plain
 from .._errors import InputError
 from .._logging import logger, progress_bar, timed
@@ -170,7 +171,7 @@ def nhood_enrichment(adata, *, cluster_key: str, library_key: str | None = None,
     if np.any(std == 0):
         logger.info("nhood_enrichment: %d cluster pairs have no variance under permutation (z = NaN/inf).",
                     int((std == 0).sum()))
-    key = key_added or f"{cluster_key}_nhood_enrichment"
+    key = key_added or K.tl.nhood_enrichment(cluster_key)
     adata.uns[key] = {"zscore": zscore, "count": count, "categories": np.asarray(cats.astype(str)),
                       "params": _plain(dict(cluster_key=cluster_key, library_key=library_key,
                                             connectivity_key=connectivity_key, n_perms=n_perms, seed=seed,
@@ -224,9 +225,9 @@ def interaction_matrix(adata, *, cluster_key: str, connectivity_key: str | None 
     if normalized:
         with np.errstate(divide="ignore", invalid="ignore"):
             out = out / out.sum(axis=1, keepdims=True)
-    key = key_added or f"{cluster_key}_interactions"
+    key = key_added or K.tl.interactions(cluster_key)
     adata.uns[key] = out
-    adata.uns[key + "_params"] = _plain(dict(cluster_key=cluster_key, connectivity_key=connectivity_key,
+    adata.uns[key + K.tl.params_suffix] = _plain(dict(cluster_key=cluster_key, connectivity_key=connectivity_key,
                                             normalized=normalized, weights=weights,
                                             categories=list(cats.astype(str))))
     return adata if copy else None

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from .. import _keys as K
 from .._anndata import _plain
 from .._errors import DependencyError, InputError
 from .._logging import timed
@@ -30,7 +31,7 @@ def _reach(g: sparse.csr_matrix, n_hops: int) -> sparse.csr_matrix:
 
 
 def neighborhood_features(adata, *, cluster_key: str | None = None, features=None, n_hops: int = 1,
-                          connectivity_key: str | None = None, key_added: str = "X_niche_features",
+                          connectivity_key: str | None = None, key_added: str = K.tl.niche_features,
                           copy: bool = False):
     """Mean of cell-type one-hots (``cluster_key``) and/or features over each cell's graph neighbourhood.
 
@@ -90,14 +91,14 @@ def neighborhood_features(adata, *, cluster_key: str | None = None, features=Non
         agg /= np.asarray(reach.sum(axis=1), dtype=np.float32)
     adata.obsm[key_added] = agg
     adata.uns[key_added + "_names"] = np.asarray(names, dtype=object)
-    adata.uns[key_added + "_params"] = _plain(dict(cluster_key=cluster_key, features=features, n_hops=n_hops,
+    adata.uns[key_added + K.tl.params_suffix] = _plain(dict(cluster_key=cluster_key, features=features, n_hops=n_hops,
                                                   connectivity_key=connectivity_key))
     return adata if copy else None
 
 
 def niches(adata, *, cluster_key: str | None = None, features=None, n_hops: int = 1,
            connectivity_key: str | None = None, n_neighbors: int = 15, resolution: float = 0.5,
-           seed: int | None = None, key_added: str = "niche", copy: bool = False):
+           seed: int | None = None, key_added: str = K.tl.niche, copy: bool = False):
     """Cellular niches: Leiden clusters (scanpy) of neighbourhood-aggregated cell types / features.
 
     1. :func:`neighborhood_features` -> ``obsm['X_niche_features']``;
@@ -129,7 +130,7 @@ def niches(adata, *, cluster_key: str | None = None, features=None, n_hops: int 
         import scanpy as sc
     except ImportError as exc:  # pragma: no cover
         raise DependencyError(f"{what} needs scanpy (pip install scanpy leidenalg igraph).") from exc
-    feat_key = "X_niche_features"
+    feat_key = K.tl.niche_features
     neighborhood_features(adata, cluster_key=cluster_key, features=features, n_hops=n_hops,
                           connectivity_key=connectivity_key, key_added=feat_key)
     X = adata.obsm[feat_key].astype(np.float64)
