@@ -133,7 +133,8 @@ def co_occurrence(adata, *, cluster_key: str, spatial_key: str = K.obsm.spatial,
     interval_um
         Thresholds in µm instead (converted with the µm/px in ``uns['spatial']``).
     chunk_size
-        Query cells per KD-tree chunk (memory; the result does not depend on it).
+        Most query cells per KD-tree chunk (made smaller when the thresholds are long, so a chunk lists
+        at most ~20 M pairs); the result does not depend on it.
     n_jobs
         Threads (default ``tg.settings.n_jobs``).
     key_added
@@ -173,8 +174,11 @@ def co_occurrence(adata, *, cluster_key: str, spatial_key: str = K.obsm.spatial,
         logger.warning("co_occurrence: about %.1e cell pairs lie within the largest threshold (%.0f px); this "
                        "takes long. squidpy's default thresholds reach half the slide; pass interval_um= up to "
                        "a few hundred µm for cell-scale co-occurrence.", n_pairs, float(interval[-1]))
+    # keep a chunk's pair list to ~20 M pairs (~0.5 GB) whatever the thresholds (the result does not change)
+    per_query = max(1.0, n_pairs / max(len(pts), 1))
+    chunk = int(min(int(chunk_size), max(256, 2e7 / per_query)))
     with timed(f"co_occurrence ({len(pts)} cells, {k} clusters, {len(interval) - 1} thresholds)"):
-        counts = co_occurrence_counts(pts, codes, n_clusters=k, radii=interval[1:], chunk_size=int(chunk_size),
+        counts = co_occurrence_counts(pts, codes, n_clusters=k, radii=interval[1:], chunk_size=chunk,
                                       n_jobs=n_jobs,
                                       progress=progress)
     occ = _probabilities(counts)
