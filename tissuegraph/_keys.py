@@ -118,3 +118,17 @@ truth_glands = SimpleNamespace(
     lumen_radius_um="lumen_radius_um",  # mean lumen radius
     n_nuclei="n_nuclei",  # epithelial nuclei of the gland in the nucleus table
 )
+
+# Results of tg.tl on the cells AnnData: squidpy's key names where squidpy computes the same quantity,
+# so squidpy.pl.* can draw them.
+tl = SimpleNamespace(
+    nhood_enrichment=lambda cluster_key: f"{cluster_key}_nhood_enrichment",  # uns: {'zscore', 'count', ...}
+    co_occurrence=lambda cluster_key: f"{cluster_key}_co_occurrence",  # uns: {'occ', 'interval', ...}
+    interactions=lambda cluster_key: f"{cluster_key}_interactions",  # uns: (k, k) array
+    moran="moranI",  # uns: DataFrame indexed by feature
+    niche="niche",  # obs: niche labels
+    niche_features="X_niche_features",  # obsm: neighbourhood-averaged features
+    params_suffix="_params",  # uns[key + '_params'] where the result itself is an array or a DataFrame
+)
+# The evaluation tables of tg.eval.evaluate (samples.uns[eval_key]), read by tg.pl and tg.report.
+eval_key = "tg_eval"

@@ -19,68 +19,103 @@ __all__ = ["main", "build_parser"]
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--n-jobs", type=int, default=None, help="parallel workers (default: tg.settings.n_jobs)")
-    p.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
+    p.add_argument("--n-jobs", type=int, default=None,
+                   help="parallel workers; None = tg.settings.n_jobs (1), -1 = all cores")
+    p.add_argument("--seed", type=int, default=0, help="seed for every random choice")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help with every option's default shown (not for required options, nor a None the text explains)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.required or (action.default is None and "None" in text):
+            return text
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Sub-command parser with every default shown."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tissuegraph",
+        prog="tissuegraph", formatter_class=_Formatter,
         description="Graph-based tissue analysis: whole-slide tiling, nuclei, cell graphs and structural "
-                    "baselines to compare learned representations against.")
+                    "baselines to compare learned representations against.",
+        epilog="Run 'tissuegraph COMMAND --help' for the options of a command. Outputs: cells.h5ad, samples.h5ad, "
+               "nuclei.parquet, manifest.json and report.html in OUTDIR.")
     parser.add_argument("--version", action="version", version=f"tissuegraph {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", parser_class=_Parser)
 
-    p = sub.add_parser("demo", help="make the built-in synthetic slide and run the whole pipeline on it")
-    p.add_argument("outdir", type=Path)
-    p.add_argument("--size", type=int, default=4096, help="slide edge in pixels (default 4096)")
-    p.add_argument("--mpp", type=float, default=0.5, help="µm/px of the synthetic slide (default 0.5)")
-    p.add_argument("--segmenter", default="auto", choices=["auto", "watershed", "stardist"])
-    p.add_argument("--graph", default="delaunay", choices=["knn", "radius", "delaunay"])
+    p = sub.add_parser("demo", help="make the built-in synthetic slide and run the whole pipeline on it",
+                       description="Write a synthetic H&E slide with ground truth into OUTDIR/slide, run the whole "
+                                   "pipeline on it, score the nuclei against the truth and write report.html.")
+    p.add_argument("outdir", type=Path, help="output folder (created): the slide, its ground truth, the results "
+                                              "and report.html")
+    p.add_argument("--size", type=int, default=4096, help="slide edge in pixels")
+    p.add_argument("--mpp", type=float, default=0.5, help="µm/px of the synthetic slide")
+    p.add_argument("--segmenter", default="auto", choices=["auto", "watershed", "stardist"],
+                   help="nucleus segmentation method ('auto': the best measured for the modality)")
+    p.add_argument("--graph", default="delaunay", choices=["knn", "radius", "delaunay"], help="cell graph")
     _add_common(p)
 
-    p = sub.add_parser("run", help="tiles -> nuclei -> features -> graph -> samples on one slide")
-    p.add_argument("slide", type=Path)
-    p.add_argument("-o", "--outdir", type=Path, required=True)
-    p.add_argument("--segmenter", default="auto", choices=["auto", "watershed", "stardist", "labels"])
-    p.add_argument("--model", default=None, help="StarDist model name or local folder")
+    p = sub.add_parser("run", help="tiles -> nuclei -> features -> graph -> samples on one slide",
+                       description="Segment the nuclei of one slide tile by tile, measure them, build the cell graph, "
+                                   "cut the slide into samples with structural descriptors, and write the results "
+                                   "and report.html into OUTDIR (an interrupted run resumes).")
+    p.add_argument("slide", type=Path, help="whole-slide image or plain image (OpenSlide formats, TIFF, PNG, ...)")
+    p.add_argument("-o", "--outdir", type=Path, required=True,
+                   help="output folder: cells.h5ad, samples.h5ad, nuclei.parquet, manifest.json, report.html")
+    p.add_argument("--segmenter", default="auto", choices=["auto", "watershed", "stardist", "labels"],
+                   help="nucleus segmentation method ('labels': read --labels from another tool)")
+    p.add_argument("--model", default=None, help="StarDist model name or local folder (None: the default model)")
     p.add_argument("--labels", default=None, help="labels from another tool (TIFF/zarr/GeoJSON/CSV)")
     p.add_argument("--mpp", type=float, default=None, help="the slide's µm/px if its metadata lacks it")
-    p.add_argument("--seg-mpp", type=float, default=None, help="µm/px to segment at (default: model's)")
-    p.add_argument("--graph", default="delaunay", choices=["knn", "radius", "delaunay"])
+    p.add_argument("--seg-mpp", type=float, default=None, help="µm/px to segment at (None: the model's)")
+    p.add_argument("--graph", default="delaunay", choices=["knn", "radius", "delaunay"], help="cell graph")
     p.add_argument("--k", type=int, default=6, help="neighbours for --graph knn")
-    p.add_argument("--radius-um", type=float, default=None, help="radius for --graph radius")
-    p.add_argument("--max-edge-um", type=float, default=50.0, help="longest Delaunay edge kept")
-    p.add_argument("--sample-size-um", type=float, default=256.0, help="edge of the grid-patch samples")
-    p.add_argument("--tile-size", type=int, default=1024)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--radius-um", type=float, default=None, help="radius in µm for --graph radius (required there)")
+    p.add_argument("--max-edge-um", type=float, default=50.0, help="longest Delaunay edge kept, µm")
+    p.add_argument("--sample-size-um", type=float, default=256.0, help="edge of the grid-patch samples, µm")
+    p.add_argument("--tile-size", type=int, default=1024, help="segmentation tile edge in working pixels")
+    p.add_argument("--overwrite", action="store_true", help="replace a run with other parameters in OUTDIR")
     _add_common(p)
 
-    p = sub.add_parser("segment", help="segment nuclei; write an instance-label TIFF (and a table for slides)")
-    p.add_argument("input", type=Path)
-    p.add_argument("-o", "--output", type=Path, required=True, help="LABELS.tif")
-    p.add_argument("--method", default="auto", choices=["auto", "watershed", "stardist", "labels"])
+    p = sub.add_parser("segment", help="segment nuclei; write an instance-label TIFF (and a table for slides)",
+                       description="Segment the nuclei of an image or slide and write an instance-label TIFF.")
+    p.add_argument("input", type=Path, help="slide or image to segment")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="LABELS.tif (instance labels; for slides also LABELS.parquet with the nucleus table)")
+    p.add_argument("--method", default="auto", choices=["auto", "watershed", "stardist", "labels"],
+                   help="segmentation method")
     p.add_argument("--model", default=None, help="StarDist model name or local folder")
     p.add_argument("--labels", default=None, help="for --method labels: label image / GeoJSON / CSV")
     p.add_argument("--mpp", type=float, default=None, help="µm/px of the input if its metadata lacks it")
-    p.add_argument("--seg-mpp", type=float, default=None, help="µm/px to segment at")
+    p.add_argument("--seg-mpp", type=float, default=None, help="µm/px to segment at (None: the model's)")
     p.add_argument("--tta", type=int, default=None, choices=[1, 2, 4, 8],
                    help="--method stardist: average the maps over this many flips/transposes "
-                        "(default: the model's own setting, else 1)")
-    p.add_argument("--tile-size", type=int, default=1024)
+                        "(None: the model's own setting, else 1)")
+    p.add_argument("--tile-size", type=int, default=1024, help="tile edge in working pixels")
     _add_common(p)
 
-    p = sub.add_parser("synth", help="write a synthetic H&E slide with ground truth")
-    p.add_argument("output", type=Path, help="OUT.tiff")
-    p.add_argument("--size", type=int, default=4096)
-    p.add_argument("--mpp", type=float, default=0.5)
-    p.add_argument("--tissue-fraction", type=float, default=0.6)
-    p.add_argument("--density", type=float, default=1.0)
-    p.add_argument("--blur-um", type=float, default=0.0)
-    p.add_argument("--noise", type=float, default=0.02)
-    p.add_argument("--compression", default="deflate", choices=["deflate", "jpeg"])
+    p = sub.add_parser("synth", help="write a synthetic H&E slide with ground truth",
+                       description="Write a synthetic H&E slide (pyramidal TIFF) with its ground truth: nucleus "
+                                   "table, label image, regions and glands.")
+    p.add_argument("output", type=Path, help="OUT.tiff (ground truth is written next to it)")
+    p.add_argument("--size", type=int, default=4096, help="slide edge in pixels")
+    p.add_argument("--mpp", type=float, default=0.5, help="µm/px")
+    p.add_argument("--tissue-fraction", type=float, default=0.6, help="share of the slide covered by tissue")
+    p.add_argument("--density", type=float, default=1.0, help="nucleus density relative to the default")
+    p.add_argument("--blur-um", type=float, default=0.0, help="Gaussian blur (out of focus), µm")
+    p.add_argument("--noise", type=float, default=0.02, help="pixel noise level (fraction of the range)")
+    p.add_argument("--compression", default="deflate", choices=["deflate", "jpeg"], help="TIFF compression")
     _add_common(p)
     return parser
 

@@ -100,7 +100,7 @@ def run(slide: Any, outdir: str | os.PathLike, *, segmenter: Any = "auto", model
         k: int = 6, radius_um: float | None = None, max_edge_um: float | None = 50.0,
         sample_size_um: float = 256.0, features: Any = "all", tile_size: int = 1024, n_jobs: int | None = None,
         seed: int | None = None, progress: bool | None = None, write_labels: bool = True,
-        resume: bool = True, overwrite: bool = False) -> RunResult:
+        resume: bool = True, overwrite: bool = False, report: bool = True) -> RunResult:
     """Run tiles -> nuclei -> features -> graph -> samples -> descriptors on one slide.
 
     Parameters
@@ -122,6 +122,8 @@ def run(slide: Any, outdir: str | os.PathLike, *, segmenter: Any = "auto", model
         ``max_edge_um`` removed).
     sample_size_um
         Edge of the square grid patches that become samples.
+    report
+        Also write ``outdir/report.html`` (:func:`tissuegraph.report.write_report`).
     """
     import anndata  # noqa: F401  (fail early with a clear ImportError)
 
@@ -188,9 +190,21 @@ def run(slide: Any, outdir: str | os.PathLike, *, segmenter: Any = "auto", model
                     outputs=outputs, versions=_versions(),
                     timings={k2: round(v, 3) for k2, v in {**timings, "total": time.perf_counter() - t0}.items()})
     manifest_path.write_text(json.dumps(_jsonable(manifest), indent=2))
+    if report:
+        _report(out, cells=cells, samples=samples, nuclei=nuc, slide=s, manifest=manifest)
     logger.info("%s: %d nuclei, %d samples -> %s (%.1fs)", s.slide_id, len(nuc), samples.n_obs, out,
                 manifest["timings"]["total"])
     return RunResult(cells=cells, samples=samples, nuclei=nuc, outdir=out, manifest=manifest)
+
+
+def _report(out: Path, **objects) -> None:
+    """``OUTDIR/report.html`` (tg.report); a failure there is logged, never fails the run."""
+    try:
+        from .report import write_report
+
+        write_report(out, **objects)
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("report.html not written: %s: %s", type(exc).__name__, exc)
 
 
 def _write_outputs(out: Path, cells, samples, nuc, *, write_labels: bool) -> dict[str, str]:
@@ -268,7 +282,8 @@ def demo(outdir: str | os.PathLike, *, size: int = 4096, seed: int = 0, mpp: flo
     out.mkdir(parents=True, exist_ok=True)
     with timed("synthetic slide"):
         syn = synthetic_slide(out / "slide" / "synthetic.tiff", size=size, seed=seed, mpp=mpp, progress=progress)
-    result = run(syn.path, out, segmenter=segmenter, graph=graph, n_jobs=n_jobs, progress=progress, seed=seed)
+    result = run(syn.path, out, segmenter=segmenter, graph=graph, n_jobs=n_jobs, progress=progress, seed=seed,
+                 report=False)
     truth = pd.read_csv(syn.nuclei_path)
     sc = detection_scores(result.nuclei[[K.nuclei.x, K.nuclei.y]].to_numpy(),
                           truth[[K.truth.x, K.truth.y]].to_numpy(), radius_um=match_radius_um, mpp=mpp)
@@ -279,6 +294,7 @@ def demo(outdir: str | os.PathLike, *, size: int = 4096, seed: int = 0, mpp: flo
     (out / "demo_report.json").write_text(json.dumps(report, indent=2))
     result.manifest["demo"] = report
     (out / "manifest.json").write_text(json.dumps(_jsonable(result.manifest), indent=2))
+    _report(out, cells=result.cells, samples=result.samples, nuclei=result.nuclei, manifest=result.manifest)
     logger.info("demo: %d of %d true nuclei detected, centroid F1 %.3f", report.get("tp", 0), len(truth),
                 report.get("f1", float("nan")))
     return result
