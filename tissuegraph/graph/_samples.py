@@ -878,7 +878,7 @@ def spot_samples(cells, centers: Any, *, diameter_um: float, ids: Sequence[str] 
     from ._areas import disc_areas, resolve_tissue
 
     areas = resolve_tissue(tissue, slide_ids, used.tolist(),
-                           default=int(spot_slide[0]) if n and len(used) == 1 else None)
+                           default=int(spot_slide[0]) if n and len(used) == 1 else None) if n else {}
     if areas:
         cols_ = {k: np.full(n, np.nan) for k in (K.obs.image_area_um2, K.obs.tissue_area_um2, K.obs.tissue_fraction)}
         for si, sa in areas.items():
