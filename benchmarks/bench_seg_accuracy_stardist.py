@@ -181,7 +181,8 @@ def main(argv=None) -> int:
     cmd = " ".join(sys.argv[1:] if argv is None else argv)
     meta = dict(command=f"python benchmarks/bench_seg_accuracy_stardist.py {cmd}".strip(),
                 quick=bool(args.quick), cpu_count=os.cpu_count(), tissuegraph=tg.__version__,
-                iou_threshold=0.5, detection_radius_um=3.0, crchisto_mpp=CRC_MPP)
+                iou_threshold=0.5, detection_radius_um=3.0, crchisto_mpp=CRC_MPP,
+                loadavg_end=[round(v, 2) for v in os.getloadavg()])
     out.write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
     md = ["| backend | dataset | model mpp | images | F1 | precision | recall | PQ | mean image F1 | s |",
           "|---|---|---|---|---|---|---|---|---|---|"]

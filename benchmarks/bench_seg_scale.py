@@ -134,10 +134,12 @@ def main() -> None:
                           "goal": "peak_rss_ratio <= 1.10 for a 4x larger slide",
                           "mp_per_s": {str(s_): round(max(r["mp_per_s"] for r in ok if r["size"] == s_), 3)
                                        for s_ in sz}}
-    res = {"command": " ".join(sys.argv), "rows": rows, "summary": summary, "wall_s": time.time() - t0}
+    res = {"command": " ".join(sys.argv), "rows": rows, "summary": summary, "wall_s": time.time() - t0,
+           "loadavg_end": [round(v, 2) for v in os.getloadavg()]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2))
-    lines = [f"`{res['command']}` (n_jobs {args.n_jobs}, tile {args.tile_size}, {os.cpu_count()} CPUs)", "",
+    lines = [f"`{res['command']}` (n_jobs {args.n_jobs}, tile {args.tile_size}, {os.cpu_count()} CPUs, load average "
+             f"at the end {res['loadavg_end'][0]:.1f})", "",
              "| method | size | run | MP | seconds | MP/s | nuclei | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:

@@ -159,6 +159,8 @@ def main(argv=None) -> int:
             f1_vs_truth=tg.seg.matching_scores(truth, lab, thresholds=0.5, as_frame=False)["f1"])
     cmd = " ".join(sys.argv[1:] if argv is None else argv)
     results["command"] = f"python benchmarks/bench_stardist_big.py {cmd}".strip()
+    results["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]  # shared machine: say how busy it was
+    results["repeats"] = "one run of each method (no spread)"
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, default=float))
@@ -175,7 +177,8 @@ def main(argv=None) -> int:
         r = results[f"runner_n_jobs_{n_jobs}"]
         md.append(f"| tg.seg.nuclei (tile {args.tile}, overlap {overlap}, n_jobs {n_jobs}) | {r['seconds']:.1f} | "
                   f"{r['ratio_to_stardist']:.2f} | {r['n']} | {r['agreement_f1_iou50']:.4f} | {r['f1_vs_truth']:.3f} |")
-    md += ["", f"`{results['command']}` ({os.cpu_count()} CPU cores, TensorFlow threads {args.threads})"]
+    md += ["", f"`{results['command']}` ({os.cpu_count()} CPU cores, TensorFlow threads {args.threads}; one run "
+           f"each; load average at the end {results['loadavg_end'][0]:.1f})"]
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0

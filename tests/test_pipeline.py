@@ -19,11 +19,14 @@ def small_slide(tmp_path_factory):
     return tg.datasets.synthetic_slide(d / "syn.tiff", size=1024, seed=11, progress=False)
 
 
+# several tiles (so that a run can be killed part-way), one worker (tiles done in order)
+RUN_KW = dict(segmenter="watershed", graph="delaunay", sample_size_um=128, tile_size=320, n_jobs=1)
+
+
 @pytest.fixture(scope="module")
 def run_result(small_slide, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    return tg.pipeline.run(small_slide.path, out, segmenter="watershed", graph="delaunay", sample_size_um=128,
-                           progress=False)
+    return tg.pipeline.run(small_slide.path, out, progress=False, **RUN_KW)
 
 
 def test_run_writes_every_output(run_result):
@@ -63,10 +66,88 @@ def test_cells_work_with_squidpy(run_result):
     assert "size_class_nhood_enrichment" in cells.uns
 
 
-def test_run_twice_resumes_and_is_deterministic(small_slide, run_result):
-    again = tg.pipeline.run(small_slide.path, run_result.outdir, segmenter="watershed", graph="delaunay",
-                            sample_size_um=128, progress=False)
-    np.testing.assert_array_equal(again.cells.X, run_result.cells.X)
+def _assert_same_run(a, b):
+    """Two runs gave the same nuclei, cells and samples (bit for bit; NaN where NaN)."""
+    cols = [K.nuclei.x, K.nuclei.y, K.nuclei.area_px, *K.nuclei.bbox]
+    pd.testing.assert_frame_equal(a.nuclei[cols].reset_index(drop=True), b.nuclei[cols].reset_index(drop=True))
+    np.testing.assert_array_equal(a.cells.X, b.cells.X)
+    np.testing.assert_array_equal(a.cells.obsm["spatial"], b.cells.obsm["spatial"])
+    assert (a.cells.obsp["spatial_connectivities"] != b.cells.obsp["spatial_connectivities"]).nnz == 0
+    assert list(a.samples.obs_names) == list(b.samples.obs_names)
+    np.testing.assert_array_equal(a.samples.obsm["X_structural"], b.samples.obsm["X_structural"])
+
+
+def test_samples_know_their_tissue(run_result):
+    """The run measures every grid patch against the slide's tissue mask and keeps those at least
+    half on tissue (the default recorded in the manifest)."""
+    man = json.loads((run_result.outdir / "manifest.json").read_text())
+    assert man["parameters"]["min_tissue_fraction"] == 0.5
+    assert man["tissue"]["min_tissue_fraction"] == 0.5 and man["tissue"]["method"] == "od"
+    obs = run_result.samples.obs
+    assert (obs[K.obs.tissue_fraction] >= 0.5).all()
+    np.testing.assert_allclose(obs[K.obs.tissue_fraction], obs[K.obs.tissue_area_um2] / obs[K.obs.area_um2])
+    assert (obs[K.obs.tissue_area_um2] <= obs[K.obs.image_area_um2] + 1e-6).all()
+    # the synthetic slide is 60 % tissue: some patches were dropped as glass
+    assert man["tissue"]["patches_dropped"] > 0
+    params = run_result.samples.uns["X_structural"]["params"]
+    assert params["density_area"]["used"] == K.obs.tissue_area_um2
+
+
+def test_run_is_deterministic_in_a_fresh_folder(small_slide, run_result, tmp_path):
+    again = tg.pipeline.run(small_slide.path, tmp_path / "fresh", progress=False, **RUN_KW)
+    assert again.manifest["counts"]["tiles"] == run_result.manifest["counts"]["tiles"] > 4
+    _assert_same_run(again, run_result)
+
+
+def test_killed_run_resumes_from_its_checkpoint(small_slide, run_result, tmp_path, caplog):
+    """Kill a real run (another process) part-way through segmentation, run again: it reads the tiles
+    done before the kill from the checkpoint, segments only the rest, and gives the clean run's result."""
+    import logging
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "killed"
+    kw = RUN_KW
+    code = ("import tissuegraph as tg, sys; "
+            f"tg.pipeline.run(sys.argv[1], sys.argv[2], progress=False, **{kw!r})")
+    env = {**os.environ, "PYTHONPATH": str(Path(tg.__file__).parent.parent)}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(small_slide.path), str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpt = out / ".checkpoint"
+    done: list = []
+    t0 = time.monotonic()
+    try:
+        while time.monotonic() - t0 < 300 and proc.poll() is None:
+            done = sorted(ckpt.glob("tile_*.pkl")) if ckpt.exists() else []
+            if len(done) >= 2:
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert not (out / "manifest.json").exists()  # the killed run never finished
+    before = {p.name: p.stat().st_mtime_ns for p in ckpt.glob("tile_*.pkl")}
+    n_tiles = json.loads((ckpt / "checkpoint.json").read_text())["key"]["n_tiles"]
+    assert 2 <= len(before) < n_tiles, (len(before), n_tiles)
+
+    with caplog.at_level(logging.INFO, logger="tissuegraph"):
+        resumed = tg.pipeline.run(small_slide.path, out, progress=False, **kw)
+    msg = [r.getMessage() for r in caplog.records if "resuming" in r.getMessage()]
+    assert msg, "the second run did not resume"
+    n_read, n_all = map(int, re.search(r"resuming, (\d+) of (\d+) tiles", msg[0]).groups())
+    assert (n_read, n_all) == (len(before), n_tiles)
+    # the tiles of the killed run were read, not redone; the others were segmented now
+    after = {p.name: p.stat().st_mtime_ns for p in ckpt.glob("tile_*.pkl")}
+    assert len(after) == n_tiles and all(after[k] == v for k, v in before.items())
+    _assert_same_run(resumed, run_result)  # the run_result fixture is a clean run in its own folder
 
 
 def test_demo_detects_synthetic_nuclei(tmp_path):

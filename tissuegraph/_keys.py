@@ -75,6 +75,10 @@ class obs:
     diameter_um = "diameter_um"  # spot diameter
     geometry = "geometry_wkt"  # region polygon as WKT, level-0 px (pixel-centre convention)
     name = "name"  # region name (QuPath ``properties.name``)
+    # Samples AnnData, when the slide or its tissue mask is known (tg.graph.*_samples(tissue=...)):
+    image_area_um2 = "image_area_um2"  # part of the sample's area inside the image, µm²
+    tissue_area_um2 = "tissue_area_um2"  # part inside the tissue mask (exact w.r.t. the mask's pixels), µm²
+    tissue_fraction = "tissue_fraction"  # tissue_area_um2 / area_um2
 
 
 # Columns of the nucleus table produced by ``tg.seg.nuclei`` (a pandas DataFrame).

@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--radius-um", type=float, default=None, help="radius in µm for --graph radius (required there)")
     p.add_argument("--max-edge-um", type=float, default=50.0, help="longest Delaunay edge kept, µm")
     p.add_argument("--sample-size-um", type=float, default=256.0, help="edge of the grid-patch samples, µm")
+    p.add_argument("--min-tissue-fraction", type=float, default=0.5,
+                   help="keep grid patches with at least this fraction on tissue (0 keeps all)")
     p.add_argument("--tile-size", type=int, default=1024, help="segmentation tile edge in working pixels")
     p.add_argument("--overwrite", action="store_true", help="replace a run with other parameters in OUTDIR")
     _add_common(p)
@@ -148,7 +150,8 @@ def _cmd_run(args) -> int:
 
     res = run(args.slide, args.outdir, segmenter=args.segmenter, model=args.model, labels=args.labels,
               mpp=args.mpp, seg_mpp=args.seg_mpp, graph=args.graph, k=args.k, radius_um=args.radius_um,
-              max_edge_um=args.max_edge_um, sample_size_um=args.sample_size_um, tile_size=args.tile_size,
+              max_edge_um=args.max_edge_um, sample_size_um=args.sample_size_um,
+              min_tissue_fraction=args.min_tissue_fraction, tile_size=args.tile_size,
               n_jobs=args.n_jobs, seed=args.seed, overwrite=args.overwrite)
     print(f"{res.manifest['counts']['nuclei']} nuclei, {res.manifest['counts']['samples']} samples -> {res.outdir}")
     return 0

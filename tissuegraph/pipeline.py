@@ -98,7 +98,8 @@ def _graph(cells, graph: str, *, k: int, radius_um: float | None, max_edge_um: f
 def run(slide: Any, outdir: str | os.PathLike, *, segmenter: Any = "auto", model: Any = None,
         labels: Any = None, mpp: float | None = None, seg_mpp: float | None = None, graph: str = "delaunay",
         k: int = 6, radius_um: float | None = None, max_edge_um: float | None = 50.0,
-        sample_size_um: float = 256.0, features: Any = "all", tile_size: int = 1024, n_jobs: int | None = None,
+        sample_size_um: float = 256.0, min_tissue_fraction: float = 0.5, features: Any = "all",
+        tile_size: int = 1024, n_jobs: int | None = None,
         seed: int | None = None, progress: bool | None = None, write_labels: bool = True,
         resume: bool = True, overwrite: bool = False, report: bool = True) -> RunResult:
     """Run tiles -> nuclei -> features -> graph -> samples -> descriptors on one slide.
@@ -122,6 +123,12 @@ def run(slide: Any, outdir: str | os.PathLike, *, segmenter: Any = "auto", model
         ``max_edge_um`` removed).
     sample_size_um
         Edge of the square grid patches that become samples.
+    min_tissue_fraction
+        A grid patch becomes a sample only if at least this fraction of it lies on tissue (inside the
+        image and the slide's tissue mask, :func:`tissuegraph.io.tissue_mask`; for fluorescence and
+        other non-brightfield images, where the segmentation uses no mask, the whole image counts as
+        tissue). Every sample records ``image_area_um2``, ``tissue_area_um2`` and ``tissue_fraction``,
+        and densities use the tissue area. ``0`` keeps every patch with a cell.
     report
         Also write ``outdir/report.html`` (:func:`tissuegraph.report.write_report`).
     """
@@ -141,7 +148,8 @@ def run(slide: Any, outdir: str | os.PathLike, *, segmenter: Any = "auto", model
     params = dict(segmenter=segmenter if isinstance(segmenter, str) else type(segmenter).__name__,
                   model=None if model is None else str(model), labels=None if labels is None else str(labels),
                   mpp=mpp, seg_mpp=seg_mpp, graph=graph, k=k, radius_um=radius_um, max_edge_um=max_edge_um,
-                  sample_size_um=sample_size_um, features=features, tile_size=tile_size,
+                  sample_size_um=sample_size_um, min_tissue_fraction=min_tissue_fraction, features=features,
+                  tile_size=tile_size,
                   n_jobs=settings.resolve_n_jobs(n_jobs), seed=seed)
     manifest_path = out / "manifest.json"
     if manifest_path.exists() and not overwrite:
@@ -174,7 +182,9 @@ def run(slide: Any, outdir: str | os.PathLike, *, segmenter: Any = "auto", model
             _graph(cells, graph, k=k, radius_um=radius_um, max_edge_um=max_edge_um)
         bar.update()
         with timed("samples", timings=timings):
-            samples = G.grid_samples(cells, size_um=sample_size_um)
+            tmask = _sample_tissue(s)
+            samples = G.grid_samples(cells, size_um=sample_size_um, tissue=tmask,
+                                     min_tissue_fraction=min_tissue_fraction or None)
         bar.update()
         with timed("descriptors", timings=timings):
             G.descriptors(cells, samples)
@@ -185,6 +195,10 @@ def run(slide: Any, outdir: str | os.PathLike, *, segmenter: Any = "auto", model
 
     manifest = dict(tissuegraph=__version__, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), input=input_info,
                     parameters=params, seeds={"seed": seed}, segmentation=_jsonable(dict(nuc.attrs)),
+                    tissue={"method": tmask.params.get("method"), "fraction": tmask.fraction,
+                            "mask_shape": list(tmask.mask.shape), "params": _jsonable(tmask.params),
+                            "min_tissue_fraction": min_tissue_fraction,
+                            "patches_dropped": int(samples.uns[K.uns.membership]["params"].get("n_dropped_tissue", 0))},
                     counts={"nuclei": int(len(nuc)), "samples": int(samples.n_obs),
                             "tiles": int(nuc.attrs.get("n_tiles", 0))},
                     outputs=outputs, versions=_versions(),
@@ -205,6 +219,18 @@ def _report(out: Path, **objects) -> None:
         write_report(out, **objects)
     except Exception as exc:  # noqa: BLE001
         logger.warning("report.html not written: %s: %s", type(exc).__name__, exc)
+
+
+def _sample_tissue(slide):
+    """The tissue mask the samples are measured against: the brightfield tissue mask (what the
+    segmentation's ``mask='auto'`` finds on H&E), else the whole image (fluorescence fields of view
+    have no glass to skip, so the segmentation uses no mask either)."""
+    from .io import TissueMask, tissue_mask
+
+    if slide.is_rgb and float(np.mean(slide.background)) > 127:
+        return tissue_mask(slide)
+    w, h = slide.dimensions
+    return TissueMask(np.ones((1, 1), bool), (w, h), {"method": "all (not brightfield)"})
 
 
 def _write_outputs(out: Path, cells, samples, nuc, *, write_labels: bool) -> dict[str, str]:

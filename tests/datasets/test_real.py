@@ -55,6 +55,7 @@ def test_small_fake_crchisto(tmp_path):
         ds[0]
 
 
+@pytest.mark.shared_data
 def test_dsb2018(shared_data):
     idx = dsb2018_index()
     assert set(idx["modality"]) == {"fluorescence", "brightfield"} and len(idx) == 664
@@ -75,6 +76,7 @@ def test_dsb2018(shared_data):
         load_dsb2018(modality="phase")
 
 
+@pytest.mark.shared_data
 def test_crchisto(shared_data):
     val = load_crchisto(split="validation")
     assert len(val) > 0
@@ -83,6 +85,7 @@ def test_crchisto(shared_data):
     assert r.centres["x"].between(-1, 501).all() and r.centres["type"].dtype == object
 
 
+@pytest.mark.shared_data
 def test_kather(shared_data):
     ds = load_kather2016_samples(classes=["TUMOR", "02_STROMA"])
     assert {r.label for r in ds} == {"TUMOR", "STROMA"} and len(ds) == 6

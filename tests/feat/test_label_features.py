@@ -169,6 +169,7 @@ def test_agrees_with_regionprops_real_nuclei(stardist_case):
         _close(ours[f"hu_moment_{k + 1}"], rp[f"moments_hu-{k}"], f"hu {k + 1}")
 
 
+@pytest.mark.shared_data
 def test_dsb2018_brightfield_agrees(shared_data):
     """A real brightfield image of DSB2018 (when the shared data is present)."""
     import tifffile

@@ -11,7 +11,11 @@ Definitions (all lengths in µm, areas in µm², converted with each slide's own
 ``n_cells``, ``sample_area_um2``, ``density_per_mm2``
     Member count; the sample's area from its geometry (``samples.obs['area_um2']``: patch, spot or
     polygon area; convex hull of the cells, or a given tissue area, for images and groups);
-    ``n_cells / area * 1e6`` (0 for an empty sample of known area; NaN when the area is unknown or 0).
+    ``n_cells / area * 1e6`` per mm², where the area is the sample's **tissue area**
+    (``samples.obs['tissue_area_um2']``, the part of the sample inside the image and the tissue mask)
+    when the samples were made with ``tissue=``, else ``area_um2``. Which one each sample used is
+    recorded in ``uns['<key>']['params']['density_area']`` (and the count of each). Density is 0 for an
+    empty sample with area, NaN when the area is unknown or 0 (a sample with no tissue).
 ``nn_dist_um__*``
     Distance from each member cell to its nearest other cell **on the whole slide** (not only in the
     sample), so that cells near a sample border are not given too long distances. Coincident cells
@@ -405,9 +409,19 @@ def descriptors(cells, samples, *, graph_key: str | None = "spatial", features: 
     else:
         logger.warning("samples.obs['%s'] is missing; densities will be NaN.", K.obs.area_um2)
         area = np.full(S, np.nan)
+    dens_area = area
+    n_tissue = 0
+    if K.obs.tissue_area_um2 in samples.obs:
+        tis = pd.to_numeric(samples.obs[K.obs.tissue_area_um2], errors="coerce").to_numpy(dtype=np.float64)
+        known = ~np.isnan(tis)
+        dens_area = np.where(known, tis, area)
+        n_tissue = int(known.sum())
+    density_area = {"tissue_area_um2": n_tissue, "area_um2": S - n_tissue,
+                    "used": (K.obs.tissue_area_um2 if n_tissue == S and S else
+                             K.obs.area_um2 if n_tissue == 0 else "tissue_area_um2 where known, else area_um2")}
     out.add(K.obs.n_cells, counts)
     out.add("sample_area_um2", area)
-    out.add("density_per_mm2", _safe_div(counts * 1e6, area))
+    out.add("density_per_mm2", _safe_div(counts * 1e6, dens_area))
 
     # --- nearest-neighbour distance on the whole slide -----------------------------------------------
     with timed("descriptors: nearest neighbours", level=10, timings=timings):
@@ -544,6 +558,7 @@ def descriptors(cells, samples, *, graph_key: str | None = "spatial", features: 
         "n_cells": n_cells_total, "nn_scope": "whole slide", "graph_scope": "subgraph induced by the sample's cells",
         "delaunay_scope": "slide triangulation restricted to triangles with all vertices in the sample",
         "std": "population (ddof=0)", "clustering_degree_lt_2": 0.0,
+        "density_area": density_area,
     })
     logger.info("descriptors: %d samples x %d descriptors (%s)", S, mat.shape[1],
                 ", ".join(f"{k.split(': ')[-1]} {v:.2f}s" for k, v in timings.items()))

@@ -8,7 +8,10 @@ Every constructor returns a new **samples AnnData** (one row per sample, see doc
   densities), plus the geometry of its kind: grid patches ``bbox_x0, bbox_y0, bbox_x1, bbox_y1``
   (level-0 px, half-open) and ``grid_col``/``grid_row``; regions ``geometry_wkt`` (the polygon as WKT
   in level-0 px, pixel-centre convention), ``label``, ``name`` and the other scalar GeoJSON properties;
-  spots ``diameter_um``; groups the grouping column;
+  spots ``diameter_um``; groups the grouping column; when the slide or its tissue mask is known
+  (``tissue=``), also ``image_area_um2`` (the part of the sample inside the image),
+  ``tissue_area_um2`` (the part inside the mask's tissue pixels, exact with respect to those pixels,
+  see :mod:`tissuegraph.graph._areas`) and ``tissue_fraction = tissue_area_um2 / area_um2``;
 - ``obsm['spatial']``: the sample centre (x, y) in level-0 px (patch/spot centre, polygon centroid,
   centre of the cells' bounding box for images and groups);
 - ``uns['spatial'][slide]['scalefactors']['mpp']`` copied from the cells.
@@ -291,7 +294,7 @@ def sample_membership(samples, cells) -> sp.csr_matrix:
 # grid patches
 # ---------------------------------------------------------------------------------------------------
 def grid_samples(cells, *, size_um: float, stride_um: float | None = None, min_cells: int = 1,
-                 slide: str | None = None):
+                 slide: str | None = None, tissue: Any = None, min_tissue_fraction: float | None = None):
     """Square patches on a regular grid, one set per slide.
 
     The grid is anchored at the image's top-left corner (level-0 ``(-0.5, -0.5)``, the outer corner of
@@ -313,21 +316,47 @@ def grid_samples(cells, *, size_um: float, stride_um: float | None = None, min_c
         the bounding box of the slide's cells, empty ones included.
     slide
         Only this slide (default: every slide of the cells).
+    tissue
+        What is known about the slide's extent: a :class:`tissuegraph.io.TissueMask`, or the
+        :class:`~tissuegraph.io.Slide` / slide path (its mask is then computed with
+        :func:`tissuegraph.io.tissue_mask`), or ``{slide_id: one of those}`` for several slides. With
+        it every patch also gets ``image_area_um2`` (its part inside the image), ``tissue_area_um2``
+        (its part inside the mask's tissue pixels, exact with respect to those pixels, see
+        :mod:`tissuegraph.graph._areas`) and ``tissue_fraction`` = ``tissue_area_um2 / area_um2``;
+        the structural descriptors then use the tissue area for densities.
+    min_tissue_fraction
+        Keep only patches whose ``tissue_fraction`` is at least this (e.g. ``0.5`` drops patches that
+        are mostly glass or mostly outside the image, as whole-slide patching tools do); needs
+        ``tissue``. ``None`` keeps every patch.
 
     Returns
     -------
     Samples AnnData: ids ``'<slide>__r<row>_c<col>'``; ``obs``: ``slide``, ``sample_kind='grid'``,
     ``grid_col``, ``grid_row``, ``bbox_x0/y0/x1/y1`` (level-0 px), ``area_um2`` (= ``size_um²``: the full
-    patch, also where it extends beyond the tissue or the image), ``n_cells``; ``obsm['spatial']`` = patch
-    centre; membership in ``obsm['cells']`` (see module docs).
+    patch, also where it extends beyond the tissue or the image), ``n_cells``, and with ``tissue``
+    ``image_area_um2``, ``tissue_area_um2``, ``tissue_fraction``; ``obsm['spatial']`` = patch centre;
+    membership in ``obsm['cells']`` (see module docs).
     """
+    from ._areas import box_areas, resolve_tissue
+
     size_um = float(check_positive(size_um, "size_um"))
     stride_um = size_um if stride_um is None else float(check_positive(stride_um, "stride_um"))
     min_cells = check_nonnegative_int(min_cells, "min_cells")
+    if min_tissue_fraction is not None:
+        min_tissue_fraction = float(min_tissue_fraction)
+        if not 0.0 <= min_tissue_fraction <= 1.0:
+            raise InputError(f"min_tissue_fraction must lie in [0, 1], got {min_tissue_fraction!r}.")
+        if tissue is None:
+            raise InputError("min_tissue_fraction needs to know where the tissue is: pass tissue= (a "
+                             "tg.io.TissueMask, the slide, or {slide_id: ...}).")
     xy = _check_cells(cells)
     codes, slide_ids = _cell_slides(cells)
     which = _present(codes, len(slide_ids)) if slide is None else [_resolve_slide(slide, slide_ids, "patches")]
     mpps = _slide_mpp(cells, [slide_ids[i] for i in which], what="tg.graph.grid_samples")
+    areas = resolve_tissue(tissue, slide_ids, which, default=None if slide is None else which[0])
+    if min_tissue_fraction is not None and (missing := [slide_ids[i] for i in which if i not in areas]):
+        raise InputError(f"min_tissue_fraction is set but tissue= does not describe slide(s) {missing[:5]}.")
+    n_dropped = 0
     span = int(math.ceil(size_um / stride_um))
 
     obs_parts, center_parts, row_parts, col_parts = [], [], [], []
@@ -379,6 +408,20 @@ def grid_samples(cells, *, size_um: float, stride_um: float | None = None, min_c
             pos = lut[(pr - key_r0) * width + (pc - key_c0)]
             counts = np.bincount(pos, minlength=len(patches))
             keep = counts >= min_cells
+            area_cols = {}
+            if si in areas:
+                x0 = _GRID_ORIGIN + patches[:, 1] * stride
+                y0 = _GRID_ORIGIN + patches[:, 0] * stride
+                img_px, tis_px = box_areas(areas[si], x0, y0, x0 + size, y0 + size)
+                frac = tis_px / (size * size)
+                area_cols = {K.obs.image_area_um2: img_px * mpp * mpp, K.obs.tissue_area_um2: tis_px * mpp * mpp,
+                             K.obs.tissue_fraction: frac}
+                if min_tissue_fraction is not None:
+                    # a relative tolerance keeps a patch exactly at the threshold despite rounding
+                    ok = frac >= min_tissue_fraction - 1e-12
+                    n_dropped += int((keep & ~ok).sum())
+                    keep &= ok
+                area_cols = {k: v[keep] for k, v in area_cols.items()}
             new_index = np.cumsum(keep) - 1
             sel = keep[pos]
             patches = patches[keep]
@@ -395,16 +438,35 @@ def grid_samples(cells, *, size_um: float, stride_um: float | None = None, min_c
                 "grid_row": patches[:, 0].astype(np.int64),
                 K.obs.bbox[0]: x0, K.obs.bbox[1]: y0, K.obs.bbox[2]: x0 + size, K.obs.bbox[3]: y0 + size,
                 K.obs.area_um2: size_um * size_um,
+                **area_cols,
             }, index=pd.Index(ids)))
             center_parts.append(np.stack([x0 + size / 2, y0 + size / 2], axis=1))
             n_done += len(patches)
     obs, centers, rows, cols = _concat_parts(obs_parts, center_parts, row_parts, col_parts)
-    logger.info("grid_samples: %d patches of %g µm (stride %g µm) on %d slide(s).", len(obs), size_um,
-                stride_um, len(mpps))
+    logger.info("grid_samples: %d patches of %g µm (stride %g µm) on %d slide(s)%s.", len(obs), size_um,
+                stride_um, len(mpps), f"; {n_dropped} patch(es) below min_tissue_fraction={min_tissue_fraction} "
+                "dropped" if min_tissue_fraction is not None else "")
     return _assemble(cells, obs=obs, centers=centers, rows=rows, cols=cols, slide_ids=slide_ids,
                      slide_mpp={slide_ids[i]: m for i, m in zip(which, mpps)},
                      params={"kind": "grid", "size_um": size_um, "stride_um": stride_um,
-                             "min_cells": min_cells, "slide": slide})
+                             "min_cells": min_cells, "slide": slide, "min_tissue_fraction": min_tissue_fraction,
+                             "n_dropped_tissue": n_dropped, **_tissue_params(areas, slide_ids)})
+
+
+def _tissue_params(areas: Mapping, slide_ids: Sequence[str]) -> dict[str, Any]:
+    """What the sample constructor knew about each slide's image and tissue (recorded in uns)."""
+    if not areas:
+        return {"tissue": None}
+    return {"tissue": {slide_ids[i]: {"source": a.source, "image_size": [a.width, a.height],
+                                      "mask_shape": list(a.mask.shape),
+                                      "mask_method": a.params.get("method"),
+                                      "area": "exact intersection with the mask's tissue pixels"}
+                       for i, a in areas.items()}}
+
+
+def _add_area_columns(obs: pd.DataFrame, values: Mapping[str, np.ndarray]) -> None:
+    for k in (K.obs.image_area_um2, K.obs.tissue_area_um2, K.obs.tissue_fraction):
+        obs[k] = values[k]
 
 
 def _concat_parts(obs_parts, center_parts, row_parts, col_parts):
@@ -562,7 +624,7 @@ def _property_columns(props: list[dict]) -> dict[str, list]:
 
 def region_samples(cells, regions: Any, *, labels: Sequence | None = None, ids: Sequence[str] | None = None,
                    slide: str | None = None, pixel_origin: Literal["corner", "center"] | None = None,
-                   n_jobs: int | None = None):
+                   n_jobs: int | None = None, tissue: Any = None):
     """Samples from annotated regions (polygons), e.g. a QuPath GeoJSON export. Regions may overlap.
 
     Parameters
@@ -593,6 +655,10 @@ def region_samples(cells, regions: Any, *, labels: Sequence | None = None, ids: 
         ``'center'`` for shapely geometries and GeoDataFrames (assumed built from tissuegraph data).
     n_jobs
         Threads for the point-in-polygon tests (default ``tg.settings.n_jobs``).
+    tissue
+        A :class:`tissuegraph.io.TissueMask`, the slide (or its path), or ``{slide_id: ...}``: adds
+        ``image_area_um2``, ``tissue_area_um2`` (the polygon intersected exactly with the mask's tissue
+        pixels) and ``tissue_fraction`` (see :func:`grid_samples`).
 
     Returns
     -------
@@ -687,19 +753,39 @@ def region_samples(cells, regions: Any, *, labels: Sequence | None = None, ids: 
             obs[k] = v
     if obs[K.obs.name].isna().all():
         obs = obs.drop(columns=[K.obs.name])
+    from ._areas import polygon_areas, resolve_tissue
+
+    areas = resolve_tissue(tissue, slide_ids, used_slides,
+                           default=slide_of[0] if len(groups) == 1 else None)
+    if areas:
+        slide_arr = np.asarray(slide_of)
+        cols_ = {k: np.full(n, np.nan) for k in (K.obs.image_area_um2, K.obs.tissue_area_um2, K.obs.tissue_fraction)}
+        for si, sa in areas.items():
+            sel = np.flatnonzero(slide_arr == si)
+            if len(sel) == 0:
+                continue
+            with timed(f"region_samples: tissue areas of {len(sel)} regions", level=10):
+                img_px, tis_px = polygon_areas(sa, [geoms[i] for i in sel])
+            m2 = mpp_of[si] ** 2
+            cols_[K.obs.image_area_um2][sel] = img_px * m2
+            cols_[K.obs.tissue_area_um2][sel] = tis_px * m2
+            with np.errstate(invalid="ignore", divide="ignore"):
+                cols_[K.obs.tissue_fraction][sel] = tis_px * m2 / obs[K.obs.area_um2].to_numpy()[sel]
+        _add_area_columns(obs, cols_)
     rows = np.concatenate([np.full(len(m), i, dtype=np.int64) for i, m in enumerate(mem)])
     cols = np.concatenate(mem).astype(np.int64)
     return _assemble(cells, obs=obs, centers=centroids, rows=rows, cols=cols, slide_ids=slide_ids,
                      slide_mpp={slide_ids[s]: m for s, m in mpp_of.items()},
                      params={"kind": "region", "n_regions": n, "pixel_origin": pixel_origin,
-                             "membership": "centroid strictly inside polygon (shapely.contains_xy)"})
+                             "membership": "centroid strictly inside polygon (shapely.contains_xy)",
+                             **_tissue_params(areas, slide_ids)})
 
 
 # ---------------------------------------------------------------------------------------------------
 # spots
 # ---------------------------------------------------------------------------------------------------
 def spot_samples(cells, centers: Any, *, diameter_um: float, ids: Sequence[str] | None = None,
-                 obs: pd.DataFrame | None = None, slide: str | Sequence[str] | None = None):
+                 obs: pd.DataFrame | None = None, slide: str | Sequence[str] | None = None, tissue: Any = None):
     """Circular spots (Visium / HEST-like): a cell belongs to a spot if its centroid is within the circle.
 
     Parameters
@@ -719,6 +805,10 @@ def spot_samples(cells, centers: Any, *, diameter_um: float, ids: Sequence[str] 
         ``samples.obs``.
     slide
         Slide of the spots: one id, or one per spot; needed when the cells come from several slides.
+    tissue
+        A :class:`tissuegraph.io.TissueMask`, the slide (or its path), or ``{slide_id: ...}``: adds
+        ``image_area_um2``, ``tissue_area_um2`` (the disc intersected exactly with the mask's tissue
+        pixels, closed-form circular-segment areas) and ``tissue_fraction`` (see :func:`grid_samples`).
 
     Returns
     -------
@@ -785,6 +875,22 @@ def spot_samples(cells, centers: Any, *, diameter_um: float, ids: Sequence[str] 
         K.obs.diameter_um: diameter_um,
         K.obs.area_um2: math.pi * diameter_um ** 2 / 4,
     }, index=pd.Index([str(i) for i in ids]))
+    from ._areas import disc_areas, resolve_tissue
+
+    areas = resolve_tissue(tissue, slide_ids, used.tolist(),
+                           default=int(spot_slide[0]) if n and len(used) == 1 else None) if n else {}
+    if areas:
+        cols_ = {k: np.full(n, np.nan) for k in (K.obs.image_area_um2, K.obs.tissue_area_um2, K.obs.tissue_fraction)}
+        for si, sa in areas.items():
+            sel = np.flatnonzero(spot_slide == si)
+            if len(sel) == 0:
+                continue
+            mpp = mpp_of[si]
+            img_px, tis_px = disc_areas(sa, c[sel, 0], c[sel, 1], diameter_um / 2 / mpp)
+            cols_[K.obs.image_area_um2][sel] = img_px * mpp * mpp
+            cols_[K.obs.tissue_area_um2][sel] = tis_px * mpp * mpp
+            cols_[K.obs.tissue_fraction][sel] = tis_px * mpp * mpp / (math.pi * diameter_um ** 2 / 4)
+        _add_area_columns(df, cols_)
     if obs is not None:
         for k in obs.columns:
             if str(k) in df.columns:
@@ -793,7 +899,7 @@ def spot_samples(cells, centers: Any, *, diameter_um: float, ids: Sequence[str] 
     return _assemble(cells, obs=df, centers=c, rows=rows, cols=cols, slide_ids=slide_ids,
                      slide_mpp={slide_ids[s]: m for s, m in mpp_of.items()},
                      params={"kind": "spot", "diameter_um": diameter_um,
-                             "membership": "distance to centre <= diameter / 2"})
+                             "membership": "distance to centre <= diameter / 2", **_tissue_params(areas, slide_ids)})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -811,7 +917,7 @@ def _area_of(area_um2: Any, sid: str, hull_px2: float, mpp: float) -> float:
     return float(check_positive(v, f"area_um2 of {sid!r}"))
 
 
-def image_samples(cells, *, area_um2: float | Mapping[str, float] | None = None):
+def image_samples(cells, *, area_um2: float | Mapping[str, float] | None = None, tissue: Any = None):
     """One sample per slide / image.
 
     Parameters
@@ -823,7 +929,11 @@ def image_samples(cells, *, area_um2: float | Mapping[str, float] | None = None)
         from a tissue mask, or the image area ``width * height * mpp²`` for fully covered images).
         Default: the area of the convex hull of the slide's cells (0 with fewer than 3 non-collinear
         cells, which makes the density NaN). The hull includes holes and gaps inside the tissue, so it
-        underestimates the density of fragmented tissue.
+        underestimates the density of fragmented tissue. With ``tissue`` the default is the image area.
+    tissue
+        A :class:`tissuegraph.io.TissueMask`, the slide (or its path), or ``{slide_id: ...}``: adds
+        ``image_area_um2`` (``width * height * mpp²``), ``tissue_area_um2`` (the mask's tissue pixels)
+        and ``tissue_fraction``; the structural descriptors then use the tissue area for densities.
 
     Returns
     -------
@@ -841,12 +951,29 @@ def image_samples(cells, *, area_um2: float | Mapping[str, float] | None = None)
         centers.append((pts.min(axis=0) + pts.max(axis=0)) / 2)
     pos = {s: i for i, s in enumerate(present)}
     rows = np.array([pos[c] for c in range(len(slide_ids))], dtype=np.int64)[codes] if len(codes) else codes
+    from ._areas import resolve_tissue, whole_areas
+
+    known = resolve_tissue(tissue, slide_ids, present, default=None)
+    extra = {k: np.full(len(present), np.nan) for k in (K.obs.image_area_um2, K.obs.tissue_area_um2,
+                                                        K.obs.tissue_fraction)}
+    for j, (si, mpp) in enumerate(zip(present, mpps)):
+        if si not in known:
+            continue
+        img_px, tis_px = whole_areas(known[si])
+        extra[K.obs.image_area_um2][j] = img_px * mpp * mpp
+        extra[K.obs.tissue_area_um2][j] = tis_px * mpp * mpp
+        if area_um2 is None:
+            areas[j] = img_px * mpp * mpp
+        extra[K.obs.tissue_fraction][j] = tis_px * mpp * mpp / areas[j]
     obs = pd.DataFrame({K.obs.slide: [slide_ids[i] for i in present], K.obs.sample_kind: "image",
                         K.obs.area_um2: areas}, index=pd.Index([slide_ids[i] for i in present]))
+    if known:
+        _add_area_columns(obs, extra)
+    how = "given" if area_um2 is not None else ("image" if known else "convex hull of cells")
     return _assemble(cells, obs=obs, centers=np.array(centers).reshape(-1, 2), rows=rows,
                      cols=np.arange(cells.n_obs), slide_ids=slide_ids,
                      slide_mpp={slide_ids[s]: m for s, m in zip(present, mpps)},
-                     params={"kind": "image", "area": "given" if area_um2 is not None else "convex hull of cells"})
+                     params={"kind": "image", "area": how, **_tissue_params(known, slide_ids)})
 
 
 def group_samples(cells, groupby: str):
