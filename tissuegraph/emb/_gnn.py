@@ -35,7 +35,9 @@ from __future__ import annotations
 import hashlib
 import json
 import numbers
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -170,44 +172,45 @@ class _SampleGraphs:
 
     # ------------------------------------------------------------------------------- standardisation
     def _fit_standardisation(self) -> tuple[np.ndarray, np.ndarray]:
+        """Column mean and std over the cells that belong to a sample, in blocks (no copy of X)."""
         used = np.zeros(self.n_cells, dtype=bool)
         used[self.M.indices] = True
         X = self.X
         d = X.shape[1]
         s1 = np.zeros(d)
         s2 = np.zeros(d)
+        shift = None
         n = 0
         n_bad = 0
         step = 65536
         for lo in range(0, self.n_cells, step):
-            keep = np.flatnonzero(used[lo:lo + step]) + lo
-            if len(keep) == 0:
+            u = used[lo:lo + step]
+            if not u.any():
                 continue
-            block = X[keep]
+            block = X[lo:lo + step]
             block = block.toarray() if sp.issparse(block) else np.asarray(block)
-            block = block.astype(np.float64)
+            if not u.all():
+                block = block[u]
             bad = ~np.isfinite(block)
             if bad.any():
                 n_bad += int(bad.sum())
                 continue
-            s1 += block.sum(0)
-            n += len(keep)
+            if shift is None:  # shifted sums: numerically stable one-pass variance
+                shift = block[0].astype(np.float64)
+            b = block.astype(np.float64) - shift
+            s1 += b.sum(0)
+            s2 += np.einsum("ij,ij->j", b, b)
+            n += len(b)
         if n_bad:
             raise InputError(f"cells.X has {n_bad} NaN or infinite feature value(s) in cells that belong to "
                              "samples; impute or drop those cells (or those features) before tg.emb.gnn.")
         if n == 0:
             return np.zeros(d), np.ones(d)
-        mean = s1 / n
-        for lo in range(0, self.n_cells, step):  # second pass: numerically stable variance
-            keep = np.flatnonzero(used[lo:lo + step]) + lo
-            if len(keep) == 0:
-                continue
-            block = X[keep]
-            block = block.toarray() if sp.issparse(block) else np.asarray(block)
-            s2 += ((block.astype(np.float64) - mean) ** 2).sum(0)
-        std = np.sqrt(s2 / n)
-        std[~(std > 1e-12)] = 1.0
-        return mean, std
+        m = s1 / n
+        var = np.maximum(s2 / n - m * m, 0.0)
+        std = np.sqrt(var)
+        std[~(std > 1e-6 * np.maximum(np.abs(m + shift), 1.0))] = 1.0
+        return m + shift, std
 
     # ----------------------------------------------------------------------------------- batches
     def blocks(self, order: np.ndarray, batch_nodes: int) -> list[np.ndarray]:
@@ -267,8 +270,10 @@ class _SampleGraphs:
         if self.sparse_adj:
             indptr = np.zeros(N + 1, dtype=np.int64)
             np.cumsum(np.bincount(tgt, minlength=N), out=indptr[1:])
-            gb.adj_t = torch.sparse_csr_tensor(torch.from_numpy(indptr), torch.from_numpy(src),
-                                               torch.ones(len(src), dtype=torch.float32), size=(N, N))
+            with warnings.catch_warnings():  # "sparse CSR support is in beta": used through PyG's spmm
+                warnings.simplefilter("ignore", UserWarning)
+                gb.adj_t = torch.sparse_csr_tensor(torch.from_numpy(indptr), torch.from_numpy(src),
+                                                   torch.ones(len(src), dtype=torch.float32), size=(N, N))
         if y is not None:
             gb.y = torch.from_numpy(y[rows])
         return gb
@@ -353,6 +358,26 @@ def _resolve_model(model: Any):
                      f"or a GNNEncoder (e.g. from tg.emb.train_gnn); got {type(model).__name__}.")
 
 
+@contextmanager
+def _torch_threads(n_jobs: int | None):
+    """Run torch with ``n_jobs`` intra-op threads (default ``tg.settings.n_jobs``), restored afterwards.
+
+    One thread is the default: on a shared machine torch's thread pool spends most of its time waiting
+    for cores on the small operations of a GNN (measured 20x slower under load).
+    """
+    import torch
+
+    from .._settings import settings
+
+    n = settings.resolve_n_jobs(n_jobs)
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(old)
+
+
 def _weights_hash(module) -> str:
     from ..models._io import weights_sha256
 
@@ -412,7 +437,8 @@ def _architecture_kwargs(conv: str, hidden: int, depth: int, norm: str, pool: st
 def gnn(samples, cells, *, model: Any = "gin", inputs: str | Sequence[str] = "features", seed: int = 0,
         layer: int | str = -1, hidden: int = 64, depth: int = 3, norm: str = "batch", pool: str = "mean",
         heads: int = 1, key_added: str | None = None, graph_key: str = "spatial",
-        batch_nodes: int = DEFAULT_BATCH_NODES, device: str | None = None, copy: bool = False):
+        batch_nodes: int = DEFAULT_BATCH_NODES, device: str | None = None, n_jobs: int | None = None,
+        copy: bool = False):
     """Embed every sample's cell graph with a GNN; fills ``samples.obsm['X_<name>']`` and its provenance.
 
     Parameters
@@ -443,6 +469,8 @@ def gnn(samples, cells, *, model: Any = "gin", inputs: str | Sequence[str] = "fe
         Nodes per batch (memory bound; results do not depend on it).
     device
         Torch device (default ``tg.settings.device``).
+    n_jobs
+        Torch CPU threads (default ``tg.settings.n_jobs``, i.e. 1).
     copy
         Return a modified copy instead of writing into ``samples``.
 
@@ -455,13 +483,14 @@ def gnn(samples, cells, *, model: Any = "gin", inputs: str | Sequence[str] = "fe
     _check_pair(samples, cells)
     samples = samples.copy() if copy else samples
     module, card, conv = _resolve_model(model)
-    if module is None:
-        _gnn_untrained(samples, cells, conv=conv, inputs=inputs, seeds=[seed], layer=layer,
-                       arch=_architecture_kwargs(conv, hidden, depth, norm, pool, heads), key_added=key_added,
-                       graph_key=graph_key, batch_nodes=batch_nodes, device=device, what="tg.emb.gnn")
-    else:
-        _gnn_trained(samples, cells, module=module, card=card, layer=layer, key_added=key_added,
-                     graph_key=graph_key, batch_nodes=batch_nodes, device=device)
+    with _torch_threads(n_jobs):
+        if module is None:
+            _gnn_untrained(samples, cells, conv=conv, inputs=inputs, seeds=[seed], layer=layer,
+                           arch=_architecture_kwargs(conv, hidden, depth, norm, pool, heads), key_added=key_added,
+                           graph_key=graph_key, batch_nodes=batch_nodes, device=device, what="tg.emb.gnn")
+        else:
+            _gnn_trained(samples, cells, module=module, card=card, layer=layer, key_added=key_added,
+                         graph_key=graph_key, batch_nodes=batch_nodes, device=device)
     return samples if copy else None
 
 
@@ -469,7 +498,7 @@ def gnn_twins(samples, cells, *, model: Any = "gin", inputs: str | Sequence[str]
               seeds: Sequence[int] = (0, 1, 2, 3, 4), topology: bool = True, layer: int | str = -1,
               hidden: int = 64, depth: int = 3, norm: str = "batch", pool: str = "mean", heads: int = 1,
               graph_key: str = "spatial", batch_nodes: int = DEFAULT_BATCH_NODES, device: str | None = None,
-              copy: bool = False):
+              n_jobs: int | None = None, copy: bool = False):
     """Untrained twins: the same architecture with random weights, one per seed, on the same code path.
 
     ``model`` is an architecture name, or a trained model (folder, module) whose architecture, inputs and
@@ -495,10 +524,11 @@ def gnn_twins(samples, cells, *, model: Any = "gin", inputs: str | Sequence[str]
     input_sets = [inputs]
     if topology and _parse_inputs(inputs) != ("topology",):
         input_sets.append("topology")
-    for inp in input_sets:
-        _gnn_untrained(samples, cells, conv=arch["conv"], inputs=inp, seeds=seeds, layer=layer, arch=arch,
-                       key_added=None, graph_key=graph_key, batch_nodes=batch_nodes, device=device,
-                       what="tg.emb.gnn_twins")
+    with _torch_threads(n_jobs):
+        for inp in input_sets:
+            _gnn_untrained(samples, cells, conv=arch["conv"], inputs=inp, seeds=seeds, layer=layer, arch=arch,
+                           key_added=None, graph_key=graph_key, batch_nodes=batch_nodes, device=device,
+                           what="tg.emb.gnn_twins")
     return samples if copy else None
 
 
@@ -601,7 +631,8 @@ def train_gnn(samples, cells, *, objective: str = "dgi", model: str = "gin", inp
               label_key: str | None = None, train: Any = None, epochs: int = 20, seed: int = 0, lr: float = 1e-3,
               hidden: int = 64, depth: int = 3, norm: str = "batch", pool: str = "mean", heads: int = 1,
               layer: int | str = -1, graph_key: str = "spatial", batch_nodes: int = 16384,
-              device: str | None = None, save_to: str | Path | None = None, **objective_kwargs):
+              device: str | None = None, n_jobs: int | None = None, save_to: str | Path | None = None,
+              **objective_kwargs):
     """Train a GNN encoder on the samples' graphs (offline); return it, with its card in ``module.card``.
 
     Parameters
@@ -627,6 +658,8 @@ def train_gnn(samples, cells, *, objective: str = "dgi", model: str = "gin", inp
         The layer :func:`gnn` embeds with by default (stored in the card).
     batch_nodes
         Nodes per training batch (the batch is also the set of negatives / contrastive partners).
+    n_jobs
+        Torch CPU threads (default ``tg.settings.n_jobs``, i.e. 1).
     save_to
         Also write the model folder there (``tg.models.save_model``).
     objective_kwargs
@@ -709,8 +742,9 @@ def train_gnn(samples, cells, *, objective: str = "dgi", model: str = "gin", inp
             yield gb
 
     with timed(f"tg.emb.train_gnn: {encoder.architecture} ({objective}) on {len(rows)} samples"):
-        result = train_gnn_encoder(encoder, batches, objective=objective, epochs=epochs, lr=lr, seed=seed,
-                                   device=device, n_classes=n_classes, **objective_kwargs)
+        with _torch_threads(n_jobs):
+            result = train_gnn_encoder(encoder, batches, objective=objective, epochs=epochs, lr=lr, seed=seed,
+                                       device=device, n_classes=n_classes, **objective_kwargs)
     encoder.to("cpu").eval()
     card = {
         "architecture": {"builder": "gnn", "kwargs": encoder.config()},
