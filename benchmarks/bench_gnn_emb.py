@@ -92,7 +92,7 @@ def main() -> None:
     ap.add_argument("--size-um", type=float, default=256.0)
     ap.add_argument("--peer-samples", type=int, default=0, help="0 = all samples")
     ap.add_argument("--peer-batch-size", type=int, default=64, help="graphs per DataLoader batch")
-    ap.add_argument("--batch-nodes", type=int, default=65536)
+    ap.add_argument("--batch-nodes", type=int, default=32768)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--n-jobs", type=int, default=1, help="torch threads for every method")
     ap.add_argument("--seed", type=int, default=0)

@@ -54,7 +54,7 @@ __all__ = ["gnn", "gnn_twins", "train_gnn", "INPUTS"]
 INPUTS = ("features", "topology", "positions", "cell_type")
 POSITION_SCALE_UM = 100.0
 EDGE_SCALE_UM = 10.0
-DEFAULT_BATCH_NODES = 65536
+DEFAULT_BATCH_NODES = 32768
 
 
 # ------------------------------------------------------------------------------------------- inputs
@@ -89,10 +89,17 @@ def _membership(samples, cells) -> sp.csr_matrix:
     entry = samples.uns.get(K.uns.membership, {}) or {}
     names = entry.get("obs_names") if isinstance(entry, Mapping) else None
     if m is not None and sp.isspmatrix_csr(m) and names is not None and m.shape == (samples.n_obs, cells.n_obs) \
-            and m.has_sorted_indices and len(names) == cells.n_obs \
-            and np.array_equal(np.asarray(names, dtype=object), np.asarray(cells.obs_names, dtype=object)):
+            and m.has_sorted_indices and len(names) == cells.n_obs and _same_names(names, cells.obs_names):
         return m
     return sample_membership(samples, cells)
+
+
+def _same_names(a, b, step: int = 65536) -> bool:
+    """``a == b`` elementwise, in blocks (no O(n) temporaries for millions of cells)."""
+    for lo in range(0, len(a), step):
+        if not np.array_equal(np.asarray(a[lo:lo + step]).astype(str), np.asarray(b[lo:lo + step]).astype(str)):
+            return False
+    return True
 
 
 class _SampleGraphs:
@@ -113,7 +120,7 @@ class _SampleGraphs:
         A = A if sp.isspmatrix_csr(A) else sp.csr_matrix(A)
         if not A.has_sorted_indices:
             A = A.sorted_indices()
-        self.A_indptr = A.indptr.astype(np.int64, copy=False)
+        self.A_indptr = A.indptr  # int32 or int64; gathered values are cast per batch
         self.A_indices = A.indices
         self.n_cells = cells.n_obs
         self.M = _membership(samples, cells)
@@ -246,11 +253,12 @@ class _SampleGraphs:
         pos_in = np.arange(N, dtype=np.int64) - np.repeat(offs, counts)
         c = self.M.indices[np.repeat(starts, counts) + pos_in].astype(np.int64)
         # every cell-graph edge out of a node's cell, kept when the neighbour is in the same sample
-        deg = self.A_indptr[c + 1] - self.A_indptr[c]
+        a_start = self.A_indptr[c].astype(np.int64)
+        deg = self.A_indptr[c + 1].astype(np.int64) - a_start
         E0 = int(deg.sum())
         eoffs = np.concatenate([[0], np.cumsum(deg)[:-1]]) if N else np.zeros(0, np.int64)
         tgt = np.repeat(np.arange(N, dtype=np.int64), deg)
-        nbr = self.A_indices[np.repeat(self.A_indptr[c], deg) + np.arange(E0, dtype=np.int64)
+        nbr = self.A_indices[np.repeat(a_start, deg) + np.arange(E0, dtype=np.int64)
                              - np.repeat(eoffs, deg)].astype(np.int64)
         node_keys = g * self.n_cells + c  # sorted (graphs in order, cells sorted within)
         keys = g[tgt] * self.n_cells + nbr
@@ -618,7 +626,7 @@ def _training_hash(graphs: _SampleGraphs, samples, rows: np.ndarray, y: np.ndarr
     sub = graphs.M[rows]
     h.update(sub.indptr.astype(np.int64).tobytes())
     h.update(sub.indices.astype(np.int64).tobytes())
-    h.update(graphs.A_indptr.tobytes())
+    h.update(graphs.A_indptr.astype(np.int64).tobytes())
     h.update(graphs.A_indices.astype(np.int64).tobytes())
     h.update(json.dumps(graphs.stats, sort_keys=True, default=str).encode())
     h.update(json.dumps(list(graphs.inputs)).encode())
