@@ -183,3 +183,37 @@ def test_h5ad_round_trip(cells, samples, tmp_path):
     assert rec["objective"] is None and rec["trained"] is False and rec["layer"] == -1
     np.testing.assert_array_equal(back.obsm["X_gnn_gin_features_untrained_s0"],
                                   samples.obsm["X_gnn_gin_features_untrained_s0"])
+
+
+def test_node_inputs_against_hand_computed(cells, samples):
+    """Features = z-scores over the member cells (sklearn's StandardScaler), positions relative to the
+    sample centre in µm / 100, one-hot cell types; edges = the cell graph between members."""
+    from sklearn.preprocessing import StandardScaler
+
+    from tissuegraph.emb._gnn import _SampleGraphs
+
+    g = _SampleGraphs(samples, cells, inputs=("features", "positions", "cell_type"), graph_key="spatial")
+    M = tg.graph.sample_membership(samples, cells)
+    rows = np.array([3, 0, 5])
+    gb = g.batch(rows)
+    used = np.unique(M.indices)
+    scaler = StandardScaler().fit(np.asarray(cells.X, dtype=np.float64)[used])
+    types = list(cells.obs["cell_type"].cat.categories)
+    A = cells.obsp["spatial_connectivities"].tocsr()
+    off = 0
+    for k, r in enumerate(rows):
+        idx = M[r].indices
+        x = gb.x[off:off + len(idx)].numpy()
+        np.testing.assert_allclose(x[:, :6], scaler.transform(np.asarray(cells.X)[idx]), atol=1e-5)
+        rel = (cells.obsm["spatial"][idx] - samples.obsm["spatial"][r]) * 0.5 / 100.0
+        np.testing.assert_allclose(x[:, 6:8], rel, atol=1e-5)
+        onehot = np.eye(len(types))[[types.index(t) for t in cells.obs["cell_type"].iloc[idx]]]
+        np.testing.assert_array_equal(x[:, 8:], onehot)
+        assert (gb.batch[off:off + len(idx)] == k).all()
+        sub = A[idx][:, idx].tocoo()
+        ei = gb.edge_index.numpy()
+        inside = (ei[1] >= off) & (ei[1] < off + len(idx))
+        got = sorted(zip(ei[0][inside] - off, ei[1][inside] - off))
+        assert got == sorted(zip(sub.col.tolist(), sub.row.tolist()))
+        off += len(idx)
+    assert off == gb.num_nodes

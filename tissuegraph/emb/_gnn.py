@@ -168,9 +168,8 @@ class _SampleGraphs:
                                           else pd.unique(col.dropna().astype(str)))]
                 self.stats["cell_types"] = cats
             lut = {c: i for i, c in enumerate(cats)}
-            self.type_codes = np.array([lut.get(str(v), -1) if pd.notna(v) else -1 for v in col.astype(object)],
-                                       dtype=np.int64) if len(col) < 10_000 else \
-                pd.Series(col.astype(object).astype(str)).map(lut).fillna(-1).to_numpy(np.int64)
+            # unknown or missing types (NaN -> 'nan') map to -1: an all-zero one-hot row
+            self.type_codes = pd.Series(col.astype(str).to_numpy()).map(lut).fillna(-1).to_numpy(np.int64)
             self.n_types = len(cats)
         self.in_channels = sum({"features": cells.n_vars if "features" in inputs else 0, "topology": 1,
                                 "positions": 2, "cell_type": getattr(self, "n_types", 0)}[p] for p in inputs)

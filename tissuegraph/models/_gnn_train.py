@@ -106,6 +106,8 @@ def train_gnn_encoder(encoder: GNNEncoder, batches: Callable[[int], Iterable[Gra
         raise InputError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}.")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise InputError(f"epochs must be an integer >= 1, got {epochs!r}.")
+    from torch_geometric.nn import global_mean_pool
+
     device = torch.device(device)
     h = encoder.hidden
     loss_log: list[dict] = []
@@ -141,8 +143,6 @@ def train_gnn_encoder(encoder: GNNEncoder, batches: Callable[[int], Iterable[Gra
                     pos = encoder.node_embeddings(gb.x, gb.edge_index, edge_attr=ea)[-1]
                     perm = torch.randperm(gb.num_nodes, device=device)
                     neg = encoder.node_embeddings(gb.x[perm], gb.edge_index, edge_attr=ea)[-1]
-                    from torch_geometric.nn import global_mean_pool
-
                     summary = torch.sigmoid(global_mean_pool(pos, gb.batch, size=gb.num_graphs))
                     loss = extra.dgi.loss(pos, neg, summary[gb.batch])
                     weight = gb.num_nodes
