@@ -4,7 +4,8 @@ Each size runs in a fresh subprocess. The cells (uniform points at 2,000 cells/m
 graph, ``--features`` features; ``bench_descriptors.synthetic_cells``) and their 256 µm grid samples are
 made first; torch and torch-geometric are warmed up on a tiny slide; then a thread samples the process's
 resident memory (``/proc/self/statm``, every 5 ms) while ``tg.emb.gnn`` (3-layer GIN, width 64) embeds
-every sample. Reported: the RSS just before the call (the inputs: cells and samples in memory, which
+every sample. Before the call the freed heap of the setup is returned to the system (``malloc_trim``),
+so that pages the call reuses from the setup do not hide its own memory. Reported: the RSS just before the call (the inputs: cells and samples in memory, which
 grow with the slide), the peak during the call, and their difference, the working memory of the
 embedding (goal: a 4x larger slide raises it by at most 10 %; batches of ``batch_nodes`` nodes are
 streamed, so it should not grow).
@@ -41,7 +42,12 @@ small = synthetic_cells(3000, k=6, mpp=0.5, density_per_mm2=2000.0, n_features={
 tg.emb.gnn(tg.graph.grid_samples(small, size_um=256), small, batch_nodes={batch_nodes})   # imports, warm-up
 cells = synthetic_cells({n}, k=6, mpp=0.5, density_per_mm2=2000.0, n_features={features}, seed=0)
 samples = tg.graph.grid_samples(cells, size_um=256)
-import gc; gc.collect()
+import ctypes, gc
+gc.collect()
+try:  # give the setup's freed heap back to the system, so that the call's own pages are what is measured
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+except OSError:
+    pass
 before = rss()
 peak = [before]
 stop = threading.Event()

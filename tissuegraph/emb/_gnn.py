@@ -188,7 +188,7 @@ class _SampleGraphs:
         shift = None
         n = 0
         n_bad = 0
-        step = 65536
+        step = 16384
         for lo in range(0, self.n_cells, step):
             u = used[lo:lo + step]
             if not u.any():
@@ -396,6 +396,8 @@ def _run_models(graphs: _SampleGraphs, models: list[tuple[Any, int | str]], *, b
     """Embed every sample with each ``(module, layer)``, one pass over the batches."""
     import torch
 
+    from .._compat import release_memory
+
     outs = [np.zeros((graphs.n_samples, m.out_channels(layer)), dtype=np.float32) for m, layer in models]
     for m, _ in models:
         m.to(device).eval()
@@ -406,6 +408,8 @@ def _run_models(graphs: _SampleGraphs, models: list[tuple[Any, int | str]], *, b
             gb = graphs.batch(rows).to(device)
             for (m, layer), out in zip(models, outs):
                 out[rows] = m.embed(gb, layer=layer).float().cpu().numpy()
+            del gb
+            release_memory()  # freed batch buffers go back to the system: RSS does not creep with the slide
             bar.update(1)
     return outs
 
