@@ -133,7 +133,21 @@ def test_inputs_errors(cells, samples):
     bad = cells.copy()
     bad.X[3, 1] = np.nan
     with pytest.raises(tg.InputError, match="NaN"):
-        tg.emb.gnn(samples, bad)
+        tg.emb.gnn(samples, bad, nan="error")
+    # default: the NaN becomes the column mean (z-score 0), statistics without it
+    tg.emb.gnn(samples, bad, key_added="nan_mean")
+    assert np.isfinite(samples.obsm["X_nan_mean"]).all()
+    assert samples.uns["representations"]["X_nan_mean"]["params"]["n_nonfinite_features"] == 1
+    from tissuegraph.emb._gnn import _SampleGraphs
+
+    g = _SampleGraphs(samples, bad, inputs=("features",), graph_key="spatial")
+    member = np.zeros(cells.n_obs, bool)
+    member[tg.graph.sample_membership(samples, cells).indices] = True
+    col = np.asarray(cells.X[:, 1], dtype=np.float64)[member & (np.arange(cells.n_obs) != 3)]
+    assert g.mean[1] == pytest.approx(col.mean(), rel=1e-5) and g.std[1] == pytest.approx(col.std(), rel=1e-4)
+    gb = g.batch(np.arange(samples.n_obs))
+    node = np.flatnonzero(tg.graph.sample_membership(samples, cells).indices == 3)
+    assert gb.x[node, 1].abs().max() == 0.0  # the NaN cell's input is the mean (z-score 0)
     with pytest.raises(tg.InputError, match="knn_connectivities"):
         tg.emb.gnn(samples, cells, graph_key="knn")
     with pytest.raises(tg.InputError, match="architecture name"):

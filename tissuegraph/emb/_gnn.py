@@ -106,9 +106,13 @@ class _SampleGraphs:
     """Everything needed to cut batches of sample graphs out of the cell graph (vectorised)."""
 
     def __init__(self, samples, cells, *, inputs: tuple[str, ...], graph_key: str, stats: dict | None = None,
-                 edge_attr: bool = False, sparse_adj: bool = False):
+                 edge_attr: bool = False, sparse_adj: bool = False, nan: str = "mean"):
         from ..graph._samples import _cell_slides, _check_cells, _slide_mpp
 
+        if nan not in ("mean", "error"):
+            raise InputError(f"nan must be 'mean' (NaN features -> column mean) or 'error', got {nan!r}.")
+        self.nan = nan
+        self.n_nonfinite = 0
         self.inputs = inputs
         self.edge_attr = edge_attr
         self.sparse_adj = sparse_adj
@@ -178,15 +182,16 @@ class _SampleGraphs:
 
     # ------------------------------------------------------------------------------- standardisation
     def _fit_standardisation(self) -> tuple[np.ndarray, np.ndarray]:
-        """Column mean and std over the cells that belong to a sample, in blocks (no copy of X)."""
+        """Column mean and std over the cells that belong to a sample, in blocks (no copy of X); NaN and
+        infinite values are left out of the statistics (and counted)."""
         used = np.zeros(self.n_cells, dtype=bool)
         used[self.M.indices] = True
         X = self.X
         d = X.shape[1]
         s1 = np.zeros(d)
         s2 = np.zeros(d)
+        cnt = np.zeros(d)
         shift = None
-        n = 0
         n_bad = 0
         step = 16384
         for lo in range(0, self.n_cells, step):
@@ -197,24 +202,31 @@ class _SampleGraphs:
             block = block.toarray() if sp.issparse(block) else np.asarray(block)
             if not u.all():
                 block = block[u]
-            bad = ~np.isfinite(block)
-            if bad.any():
-                n_bad += int(bad.sum())
-                continue
+            b = block.astype(np.float64)
+            ok = np.isfinite(b)
+            if not ok.all():
+                n_bad += int((~ok).sum())
+                b = np.where(ok, b, 0.0)
             if shift is None:  # shifted sums: numerically stable one-pass variance
-                shift = block[0].astype(np.float64)
-            b = block.astype(np.float64) - shift
+                c = ok.sum(0)
+                shift = np.where(c > 0, b.sum(0) / np.maximum(c, 1), 0.0)
+            b = np.where(ok, b - shift, 0.0)
             s1 += b.sum(0)
             s2 += np.einsum("ij,ij->j", b, b)
-            n += len(b)
+            cnt += ok.sum(0)
+        self.n_nonfinite = n_bad
         if n_bad:
-            raise InputError(f"cells.X has {n_bad} NaN or infinite feature value(s) in cells that belong to "
-                             "samples; impute or drop those cells (or those features) before tg.emb.gnn.")
-        if n == 0:
+            if self.nan == "error":
+                raise InputError(f"cells.X has {n_bad} NaN or infinite feature value(s) in cells that belong to "
+                                 "samples; impute or drop them first, or pass nan='mean' (they become the column "
+                                 "mean, z-score 0).")
+            logger.warning("tg.emb.gnn: %d NaN or infinite feature value(s) in member cells are set to the column "
+                           "mean (z-score 0); pass nan='error' to refuse them.", n_bad)
+        if shift is None:
             return np.zeros(d), np.ones(d)
+        n = np.maximum(cnt, 1)
         m = s1 / n
-        var = np.maximum(s2 / n - m * m, 0.0)
-        std = np.sqrt(var)
+        std = np.sqrt(np.maximum(s2 / n - m * m, 0.0))
         std[~(std > 1e-6 * np.maximum(np.abs(m + shift), 1.0))] = 1.0
         return m + shift, std
 
@@ -294,9 +306,12 @@ class _SampleGraphs:
                 xb = self.X[c]
                 xb = xb.toarray() if sp.issparse(xb) else np.asarray(xb)
                 xb = (xb.astype(np.float32) - self.mean) / self.std
-                if not np.isfinite(xb).all():
-                    raise InputError("cells.X has NaN or infinite feature values in sample member cells; impute "
-                                     "or drop them before tg.emb.gnn.")
+                bad = ~np.isfinite(xb)
+                if bad.any():
+                    if self.nan == "error":
+                        raise InputError("cells.X has NaN or infinite feature values in sample member cells; "
+                                         "impute or drop them first, or pass nan='mean'.")
+                    xb[bad] = 0.0
                 parts.append(xb.astype(np.float32, copy=False))
             elif name == "positions":
                 rel = (self.xy[c] - self.centers[rows[g]]) * self.cell_mpp[c][:, None] / POSITION_SCALE_UM
@@ -447,7 +462,7 @@ def _architecture_kwargs(conv: str, hidden: int, depth: int, norm: str, pool: st
 # ------------------------------------------------------------------------------------------ public
 def gnn(samples, cells, *, model: Any = "gin", inputs: str | Sequence[str] = "features", seed: int = 0,
         layer: int | str = -1, hidden: int = 64, depth: int = 3, norm: str = "batch", pool: str = "mean",
-        heads: int = 1, key_added: str | None = None, graph_key: str = "spatial",
+        heads: int = 1, key_added: str | None = None, graph_key: str = "spatial", nan: str = "mean",
         batch_nodes: int = DEFAULT_BATCH_NODES, device: str | None = None, n_jobs: int | None = None,
         copy: bool = False):
     """Embed every sample's cell graph with a GNN; fills ``samples.obsm['X_<name>']`` and its provenance.
@@ -476,6 +491,10 @@ def gnn(samples, cells, *, model: Any = "gin", inputs: str | Sequence[str] = "fe
         (``_l<layer>`` / ``_concat`` appended for other layers).
     graph_key
         Which cell graph (``tg.graph.*(key_added=...)``).
+    nan
+        NaN or infinite features of member cells: ``'mean'`` (default) sets them to the column mean
+        (z-score 0) and leaves them out of the statistics, with a warning and a count in ``params``;
+        ``'error'`` raises :class:`~tissuegraph.InputError`.
     batch_nodes
         Nodes per batch (memory bound; results do not depend on it).
     device
@@ -498,18 +517,18 @@ def gnn(samples, cells, *, model: Any = "gin", inputs: str | Sequence[str] = "fe
         if module is None:
             _gnn_untrained(samples, cells, conv=conv, inputs=inputs, seeds=[seed], layer=layer,
                            arch=_architecture_kwargs(conv, hidden, depth, norm, pool, heads), key_added=key_added,
-                           graph_key=graph_key, batch_nodes=batch_nodes, device=device, what="tg.emb.gnn")
+                           graph_key=graph_key, batch_nodes=batch_nodes, device=device, what="tg.emb.gnn", nan=nan)
         else:
             _gnn_trained(samples, cells, module=module, card=card, layer=layer, key_added=key_added,
-                         graph_key=graph_key, batch_nodes=batch_nodes, device=device)
+                         graph_key=graph_key, batch_nodes=batch_nodes, device=device, nan=nan)
     return samples if copy else None
 
 
 def gnn_twins(samples, cells, *, model: Any = "gin", inputs: str | Sequence[str] = "features",
               seeds: Sequence[int] = (0, 1, 2, 3, 4), topology: bool = True, layer: int | str = -1,
               hidden: int = 64, depth: int = 3, norm: str = "batch", pool: str = "mean", heads: int = 1,
-              graph_key: str = "spatial", batch_nodes: int = DEFAULT_BATCH_NODES, device: str | None = None,
-              n_jobs: int | None = None, copy: bool = False):
+              graph_key: str = "spatial", nan: str = "mean", batch_nodes: int = DEFAULT_BATCH_NODES,
+              device: str | None = None, n_jobs: int | None = None, copy: bool = False):
     """Untrained twins: the same architecture with random weights, one per seed, on the same code path.
 
     ``model`` is an architecture name, or a trained model (folder, module) whose architecture, inputs and
@@ -539,18 +558,19 @@ def gnn_twins(samples, cells, *, model: Any = "gin", inputs: str | Sequence[str]
         for inp in input_sets:
             _gnn_untrained(samples, cells, conv=arch["conv"], inputs=inp, seeds=seeds, layer=layer, arch=arch,
                            key_added=None, graph_key=graph_key, batch_nodes=batch_nodes, device=device,
-                           what="tg.emb.gnn_twins")
+                           what="tg.emb.gnn_twins", nan=nan)
     return samples if copy else None
 
 
 def _base_params(graphs: _SampleGraphs, graph_key: str, batch_nodes: int, n_empty: int) -> dict:
-    return {"graph_key": graph_key, "batch_nodes": batch_nodes, "n_empty": n_empty,
+    return {"graph_key": graph_key, "batch_nodes": batch_nodes, "n_empty": n_empty, "nan": graphs.nan,
+            "n_nonfinite_features": graphs.n_nonfinite,
             "position_scale_um": POSITION_SCALE_UM, "edge_scale_um": EDGE_SCALE_UM,
             "standardisation": "fitted on the cells used" if "features" in graphs.inputs else "None"}
 
 
 def _gnn_untrained(samples, cells, *, conv, inputs, seeds, layer, arch, key_added, graph_key, batch_nodes,
-                   device, what):
+                   device, what, nan="mean"):
     from .._settings import settings
     from ..models.gnn import GNNEncoder
 
@@ -561,7 +581,7 @@ def _gnn_untrained(samples, cells, *, conv, inputs, seeds, layer, arch, key_adde
     probe = GNNEncoder(1, **arch, edge_dim=1)
     probe._layers(layer)  # validate early
     graphs = _SampleGraphs(samples, cells, inputs=parts, graph_key=graph_key, edge_attr=probe.uses_edge_attr,
-                           sparse_adj=conv in ("gin", "sage", "gcn"))
+                           sparse_adj=conv in ("gin", "sage", "gcn"), nan=nan)
     models = [(GNNEncoder(graphs.in_channels, **arch, edge_dim=1, seed=s), layer) for s in seeds]
     tag = _layer_tag(layer, arch["depth"])
     with timed(f"{what}: {len(seeds)} untrained {models[0][0].architecture} on {iname}"):
@@ -581,7 +601,7 @@ def _gnn_untrained(samples, cells, *, conv, inputs, seeds, layer, arch, key_adde
         logger.info("%s: samples.obsm[%r] (%d x %d)", what, key, *X.shape)
 
 
-def _gnn_trained(samples, cells, *, module, card, layer, key_added, graph_key, batch_nodes, device):
+def _gnn_trained(samples, cells, *, module, card, layer, key_added, graph_key, batch_nodes, device, nan="mean"):
     from .._settings import settings
 
     device = device or settings.device
@@ -597,7 +617,8 @@ def _gnn_trained(samples, cells, *, module, card, layer, key_added, graph_key, b
         layer = card["layer"]
     module._layers(layer)
     graphs = _SampleGraphs(samples, cells, inputs=parts, graph_key=graph_key, stats=stats,
-                           edge_attr=module.uses_edge_attr, sparse_adj=module.conv_name in ("gin", "sage", "gcn"))
+                           edge_attr=module.uses_edge_attr, sparse_adj=module.conv_name in ("gin", "sage", "gcn"),
+                           nan=nan)
     if graphs.in_channels != module.in_channels:
         raise InputError(f"The model takes {module.in_channels} input columns but inputs={iname!r} on these cells "
                          f"give {graphs.in_channels}; use cells with the same features / cell types.")
@@ -641,7 +662,7 @@ def _training_hash(graphs: _SampleGraphs, samples, rows: np.ndarray, y: np.ndarr
 def train_gnn(samples, cells, *, objective: str = "dgi", model: str = "gin", inputs: str = "features",
               label_key: str | None = None, train: Any = None, epochs: int = 20, seed: int = 0, lr: float = 1e-3,
               hidden: int = 64, depth: int = 3, norm: str = "batch", pool: str = "mean", heads: int = 1,
-              layer: int | str = -1, graph_key: str = "spatial", batch_nodes: int = 16384,
+              layer: int | str = -1, graph_key: str = "spatial", nan: str = "mean", batch_nodes: int = 16384,
               device: str | None = None, n_jobs: int | None = None, save_to: str | Path | None = None,
               **objective_kwargs):
     """Train a GNN encoder on the samples' graphs (offline); return it, with its card in ``module.card``.
@@ -667,6 +688,8 @@ def train_gnn(samples, cells, *, objective: str = "dgi", model: str = "gin", inp
         Adam's learning rate.
     layer
         The layer :func:`gnn` embeds with by default (stored in the card).
+    nan
+        NaN features: ``'mean'`` or ``'error'`` (see :func:`gnn`).
     batch_nodes
         Nodes per training batch (the batch is also the set of negatives / contrastive partners).
     n_jobs
@@ -740,7 +763,7 @@ def train_gnn(samples, cells, *, objective: str = "dgi", model: str = "gin", inp
     probe = GNNEncoder(1, **arch, edge_dim=1)
     probe._layers(layer)
     graphs = _SampleGraphs(samples, cells, inputs=parts, graph_key=graph_key, edge_attr=probe.uses_edge_attr,
-                           sparse_adj=False)
+                           sparse_adj=False, nan=nan)
     rows = rows[graphs.n_nodes[rows] > 0]
     if len(rows) == 0:
         raise InputError("No sample with cells (and a label, for supervised training) to train on.")
