@@ -261,21 +261,18 @@ class _SampleGraphs:
         # node k = (graph g_k, cell c_k), graphs in block order, cells sorted within a graph
         g = np.repeat(np.arange(nb, dtype=np.int64), counts)
         offs = np.concatenate([[0], np.cumsum(counts)[:-1]]) if nb else np.zeros(0, np.int64)
-        pos_in = np.arange(N, dtype=np.int64) - np.repeat(offs, counts)
-        c = self.M.indices[np.repeat(starts, counts) + pos_in].astype(np.int64)
+        c = self.M.indices[np.repeat(starts - offs, counts) + np.arange(N, dtype=np.int64)].astype(np.int64)
         # every cell-graph edge out of a node's cell, kept when the neighbour is in the same sample
         a_start = self.A_indptr[c].astype(np.int64)
         deg = self.A_indptr[c + 1].astype(np.int64) - a_start
         E0 = int(deg.sum())
         eoffs = np.concatenate([[0], np.cumsum(deg)[:-1]]) if N else np.zeros(0, np.int64)
         tgt = np.repeat(np.arange(N, dtype=np.int64), deg)
-        nbr = self.A_indices[np.repeat(a_start, deg) + np.arange(E0, dtype=np.int64)
-                             - np.repeat(eoffs, deg)].astype(np.int64)
+        nbr = self.A_indices[np.repeat(a_start - eoffs, deg) + np.arange(E0, dtype=np.int64)]
         node_keys = g * self.n_cells + c  # sorted (graphs in order, cells sorted within)
         keys = g[tgt] * self.n_cells + nbr
-        at = np.searchsorted(node_keys, keys)
-        ok = at < N
-        ok[ok] = node_keys[at[ok]] == keys[ok]
+        at = np.minimum(np.searchsorted(node_keys, keys), max(N - 1, 0))
+        ok = node_keys[at] == keys if N else np.zeros(0, dtype=bool)
         src = at[ok]
         tgt = tgt[ok]
         x = self._node_inputs(rows, g, c)
@@ -303,9 +300,11 @@ class _SampleGraphs:
             if name == "topology":
                 parts.append(np.ones((len(c), 1), dtype=np.float32))
             elif name == "features":
-                xb = self.X[c]
+                xb = self.X[c]  # a fresh copy (fancy indexing): standardised in place
                 xb = xb.toarray() if sp.issparse(xb) else np.asarray(xb)
-                xb = (xb.astype(np.float32) - self.mean) / self.std
+                xb = np.asarray(xb, dtype=np.float32)
+                xb -= self.mean
+                xb /= self.std
                 bad = ~np.isfinite(xb)
                 if bad.any():
                     if self.nan == "error":
