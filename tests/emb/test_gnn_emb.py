@@ -231,3 +231,19 @@ def test_node_inputs_against_hand_computed(cells, samples):
         assert got == sorted(zip(sub.col.tolist(), sub.row.tolist()))
         off += len(idx)
     assert off == gb.num_nodes
+
+
+def test_supervised_regression_on_a_training_subset(cells, samples):
+    samples = samples.copy()
+    samples.obs["density"] = samples.obs["n_cells"].astype(float)
+    samples.obs.loc[samples.obs_names[0], "density"] = np.nan  # unlabelled: ignored
+    train = np.arange(samples.n_obs) % 2 == 0
+    m = tg.emb.train_gnn(samples, cells, objective="supervised", label_key="density", train=train, epochs=2,
+                         seed=1, hidden=8, depth=1)
+    assert m.card["classes"] is None and m.card["n_train_samples"] == int(train.sum()) - 1
+    tg.emb.gnn(samples, cells, model=(m, m.card), key_added="reg")
+    assert samples.obsm["X_reg"].shape == (samples.n_obs, 8)
+    rec = samples.uns["representations"]["X_reg"]
+    assert rec["objective"] == "supervised" and rec["params"]["training_data_sha256"] == m.card["training_data_sha256"]
+    with pytest.raises(tg.InputError, match="not in samples.obs_names"):
+        tg.emb.train_gnn(samples, cells, objective="dgi", train=["nope"], epochs=1)
