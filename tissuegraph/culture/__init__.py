@@ -7,6 +7,9 @@
   (per-plate robust z-score / standardisation against controls), :func:`spherize` (ZCA/PCA whitening, TVN,
   fitted on controls), :func:`select_features` (missing values, variance, correlation), :func:`consensus`
   (treatment profiles).
+* A synthetic screen with ground truth: :func:`synthetic_plate` (mechanisms, plate/batch/edge effects).
+* Single cells: :func:`segment_cells` (StarDist nuclei + seeded watershed cells), :func:`cell_features`
+  (CellProfiler-style per-cell features), :func:`single_cells` (a whole plate -> cells AnnData).
 
 The metrics (mAP, NSC/NSCB, percent replicating) live in :mod:`tissuegraph.eval`.
 """
@@ -21,6 +24,8 @@ from ._io import (
     read_rxrx,
 )
 from ._profiles import aggregate, consensus, normalize, select_features, spherize
+from ._synthetic import MECHANISMS, SyntheticPlate, synthetic_plate
+from ._cells import cell_features, segment_cells, single_cells
 
 __all__ = [
     "PlateImages",
@@ -35,4 +40,10 @@ __all__ = [
     "spherize",
     "select_features",
     "consensus",
+    "synthetic_plate",
+    "SyntheticPlate",
+    "MECHANISMS",
+    "segment_cells",
+    "cell_features",
+    "single_cells",
 ]
