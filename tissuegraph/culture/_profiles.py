@@ -11,6 +11,7 @@ results are equal (see the tests).
 from __future__ import annotations
 
 import copy as _copy
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,11 +43,21 @@ def _get(samples, rep: str) -> tuple[str, np.ndarray, list[str]]:
     return key, X, names
 
 
+def _add_step(rec: dict, step: dict) -> None:
+    """Append a processing step to a provenance record: params['steps'] = {'00_normalize': {...}, ...} (a dict,
+    so that the record can be written to .h5ad)."""
+    steps = rec.setdefault("params", {}).setdefault("steps", {})
+    if isinstance(steps, list):  # an older record
+        steps = {f"{i:02d}_{st.get('step', 'step')}": st for i, st in enumerate(steps)}
+        rec["params"]["steps"] = steps
+    steps[f"{len(steps):02d}_{step['step']}"] = step
+
+
 def _put(samples, rep_in: str, key_added: str | None, X: np.ndarray, names: Sequence[str], step: dict) -> str:
     src = K.obsm.rep(rep_in)
     key = K.obsm.rep(key_added) if key_added else src
     rec = _copy.deepcopy(samples.uns.get(K.uns.representations, {}).get(src) or profile_record())
-    rec.setdefault("params", {}).setdefault("steps", []).append(step)
+    _add_step(rec, step)
     set_representation(samples, key, X, names, rec)
     return key
 
@@ -130,7 +141,7 @@ def aggregate(cells, *, by: Sequence[str] = (C.plate, C.well), method: str = "me
     out = ad.AnnData(obs=obs)
     set_representation(out, key_added, agg.to_numpy(), list(df.columns), profile_record(
         architecture=str(cells.uns.get("culture_features", {}).get("architecture", "cell features")),
-        inputs="single cells", params={"steps": [{"step": "aggregate", "method": method, "by": cols}]}))
+        inputs="single cells", params={"steps": {"00_aggregate": {"step": "aggregate", "method": method, "by": cols}}}))
     return out
 
 
@@ -295,7 +306,8 @@ def select_features(samples, *, rep: str = C.profile,
         if op == "missing":
             excluded |= {names[j] for j in np.flatnonzero(np.isnan(R).mean(axis=0) > na_cutoff)}
         elif op == "variance":
-            with np.errstate(invalid="ignore"):
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: dropped as missing anyway
                 var = np.nanvar(R, axis=0)
             excluded |= {names[j] for j in np.flatnonzero(~(var > min_variance))}
         else:
@@ -351,6 +363,6 @@ def consensus(samples, *, by: Sequence[str] = (C.compound, C.concentration), met
         with np.errstate(invalid="ignore"), pd.option_context("mode.chained_assignment", None):
             Y = np.stack([f(X[ix], axis=0) if len(ix) > 1 else X[ix[0]] for ix in groups])
         rec = _copy.deepcopy(sub.uns.get(K.uns.representations, {}).get(key) or profile_record())
-        rec.setdefault("params", {}).setdefault("steps", []).append({"step": "consensus", "by": cols, "method": method})
+        _add_step(rec, {"step": "consensus", "by": cols, "method": method})
         set_representation(out, key, Y, names, rec)
     return out
