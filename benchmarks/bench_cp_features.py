@@ -103,13 +103,13 @@ def main(argv=None):
     n_cells = int(sum(plate.cells[i].max() for i in idx))
     ch = plate.channels
     # warm up both
-    tg.culture.cell_features(plate.images[0], plate.nuclei[0], plate.cells[0], channel_names=ch)
+    tg.culture.cell_features(plate.images[0], nuclei=plate.nuclei[0], cells=plate.cells[0], channel_names=ch)
     run_cp(plate.images[0], plate.nuclei[0], plate.cells[0], ch)
     reps = []
     for r in range(a.repeats):
         la = os.getloadavg()[0]
         t0 = time.perf_counter()
-        feats = [tg.culture.cell_features(plate.images[i], plate.nuclei[i], plate.cells[i], channel_names=ch) for i in idx]
+        feats = [tg.culture.cell_features(plate.images[i], nuclei=plate.nuclei[i], cells=plate.cells[i], channel_names=ch) for i in idx]
         t_tg = time.perf_counter() - t0
         t0 = time.perf_counter()
         cps = [run_cp(plate.images[i], plate.nuclei[i], plate.cells[i], ch, with_texture=r == 0 or a.texture_every_repeat)

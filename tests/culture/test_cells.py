@@ -61,7 +61,7 @@ def _two_cells():
 
 def test_cell_features_by_hand():
     image, nuclei, cells = _two_cells()
-    f = tg.culture.cell_features(image, nuclei, cells, channel_names=["DNA", "actin"])
+    f = tg.culture.cell_features(image, nuclei=nuclei, cells=cells, channel_names=["DNA", "actin"])
     assert f.index.tolist() == [1, 2]
     assert f.loc[1, "Cells_area_um2"] == 100 and f.loc[2, "Nuclei_area_um2"] == 18
     assert f.loc[1, "Cytoplasm_actin_mean"] == pytest.approx(image[..., 1][(cells == 1) & (nuclei == 0)].mean(), rel=1e-6)
@@ -71,14 +71,14 @@ def test_cell_features_by_hand():
     frac = f[[f"Cells_RadialDistribution_FracAtD_DNA_{k}of4" for k in range(1, 5)]].sum(axis=1)
     np.testing.assert_allclose(frac, 1.0)
     with pytest.raises(InputError, match="shape"):
-        tg.culture.cell_features(image, nuclei[:5], cells)
+        tg.culture.cell_features(image, nuclei=nuclei[:5], cells=cells)
 
 
 def test_cell_features_equal_cp_measure(plate):
     cpm = pytest.importorskip("cp_measure.bulk")
     i = int(np.flatnonzero(plate.sites.is_control)[0])
     img, nuc, cel = plate.images[i], plate.nuclei[i], plate.cells[i]
-    f = tg.culture.cell_features(img, nuc, cel, channel_names=plate.channels)
+    f = tg.culture.cell_features(img, nuclei=nuc, cells=cel, channel_names=plate.channels)
     core = cpm.get_core_measurements()
     for c, ch in enumerate(plate.channels):
         ref = core["intensity"](cel, img[..., c].astype(np.float64))

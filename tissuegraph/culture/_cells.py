@@ -171,7 +171,7 @@ def _radial(cells: np.ndarray, nuclei: np.ndarray, image: np.ndarray, names: Seq
     return out
 
 
-def cell_features(image: np.ndarray, nuclei: np.ndarray, cells: np.ndarray, *,
+def cell_features(image: np.ndarray, *, nuclei: np.ndarray, cells: np.ndarray,
                   channel_names: Sequence[str] | None = None, spacing: float = 1.0,
                   texture_levels: int = 16) -> pd.DataFrame:
     """Per-cell CellProfiler-style features of one field (one row per cell label, index = label).
@@ -270,7 +270,7 @@ def single_cells(plate: Any, *, dna: str | int = 0, cytoplasm: str | int = 1, nu
             nuc, cel = plate.nuclei[i], plate.cells[i]
         else:
             nuc, cel = segment_cells(img, dna=i_dna, cytoplasm=i_cyt, nuclei=nuclei, mpp=mpp, backend=backend)
-        f = cell_features(img, nuc, cel, channel_names=names, spacing=spacing)
+        f = cell_features(img, nuclei=nuc, cells=cel, channel_names=names, spacing=spacing)
         if len(f) == 0:
             logger.info("site %d: no cells", i)
             continue
