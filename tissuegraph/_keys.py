@@ -27,6 +27,7 @@ class uns:
     spatial = "spatial"  # {'mpp': float, 'slides': {...}} (tissuegraph metadata, scanpy-style)
     tissuegraph = "tissuegraph"  # provenance: version and parameters of every step
     nuclei_features = "nuclei_features"  # {'params': {...}} of tg.feat.nuclei_features
+    representations = "representations"  # samples: {obsm key: provenance record} (family, trained, ...)
     # Samples AnnData: {'obs_names': cells' obs_names (columns of obsm[obsm.membership]), 'params': {...}}
     membership = "cells"
     # Samples AnnData: {'X_<name>': provenance record of every representation (family, trained, learned,
@@ -139,3 +140,20 @@ tl = SimpleNamespace(
 )
 # The evaluation tables of tg.eval.evaluate (samples.uns[eval_key]), read by tg.pl and tg.report.
 eval_key = "tg_eval"
+# Cell culture (tg.culture): obs columns of the wells (samples) AnnData and of the site table of a plate.
+culture = SimpleNamespace(
+    plate="plate",
+    well="well",
+    site="site",
+    row="row",  # plate row, 'A'..
+    column="column",  # plate column, 1..
+    batch="batch",  # e.g. BBBC021 week, RxRx experiment, JUMP batch
+    compound="compound",
+    concentration="concentration",
+    moa="moa",  # mechanism of action
+    perturbation="perturbation",  # compound / siRNA / gene: what the well received
+    replicate="replicate",
+    control="is_control",  # bool: a negative-control well (e.g. DMSO)
+    n_wells="n_wells",  # wells pooled into a treatment (consensus) profile
+    profile="X_profile",  # default obsm key of a well's feature profile
+)

@@ -4,6 +4,7 @@
     tissuegraph run SLIDE -o OUTDIR [...]        # tiles -> nuclei -> features -> graph -> samples
     tissuegraph segment INPUT -o LABELS.tif      # nuclei only
     tissuegraph synth OUT.tiff --size N --seed S # a synthetic H&E slide with ground truth
+    tissuegraph culture demo|bench [...] -o OUTDIR  # cell culture: plates -> profiles -> mAP / NSC / NSCB
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=0.02, help="pixel noise level (fraction of the range)")
     p.add_argument("--compression", default="deflate", choices=["deflate", "jpeg"], help="TIFF compression")
     _add_common(p)
+
+    _add_culture(sub)
     return parser
 
 
@@ -186,6 +189,34 @@ def _cmd_segment(args) -> int:
     return 0
 
 
+def _add_culture(sub) -> None:
+    p = sub.add_parser("culture", help="cell culture: plates -> single cells -> well profiles -> mAP / NSC / NSCB")
+    csub = p.add_subparsers(dest="culture_command", metavar="CULTURE_COMMAND", required=True)
+    for name, helptext in (("demo", "the built-in synthetic screen, quick"),
+                           ("bench", "hand-crafted profiles (and networks when installed) on a screen")):
+        q = csub.add_parser(name, help=helptext)
+        q.add_argument("-o", "--outdir", type=Path, required=True)
+        q.add_argument("--dataset", default="synthetic",
+                       help="'synthetic' (default), 'bbbc021' (shared per-well profiles) or a folder like it")
+        q.add_argument("--quick", action="store_true", default=name == "demo", help="a smaller run")
+        q.add_argument("--segmenter", default="stardist", choices=["stardist", "watershed", "truth"],
+                       help="nuclei of the synthetic plate (truth = its ground-truth labels)")
+        q.add_argument("--null-size", type=int, default=2000, help="random rankings per mAP null (default 2000)")
+        _add_common(q)
+
+
+def _cmd_culture(args) -> int:
+    from .culture._bench import culture_bench
+
+    info = culture_bench(args.outdir, dataset=args.dataset, quick=args.quick, seed=args.seed,
+                         segmenter=args.segmenter, null_size=args.null_size)
+    res = info["results"]
+    for r in res.itertuples():
+        print(f"{r.representation:22s} {r.protocol:34s} {r.metric:30s} {r.value:.3f}")
+    print(f"results.csv, summary.md -> {args.outdir}")
+    return 0
+
+
 def _cmd_synth(args) -> int:
     from .datasets import synthetic_slide
 
@@ -206,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     from ._errors import TissuegraphError
 
     try:
-        return {"demo": _cmd_demo, "run": _cmd_run, "segment": _cmd_segment, "synth": _cmd_synth}[args.command](args)
+        return {"demo": _cmd_demo, "run": _cmd_run, "segment": _cmd_segment, "synth": _cmd_synth,
+                "culture": _cmd_culture}[args.command](args)
     except TissuegraphError as exc:
         print(f"tissuegraph {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,49 @@
+"""Cell culture (``tg.culture``): plates, wells, sites and channels -> well profiles in a samples AnnData.
+
+* Loaders (local paths only): :func:`read_bbbc021`, :func:`read_rxrx`, :func:`read_jump_load_data`,
+  :func:`read_image_table` give a :class:`PlateImages` (one row per site, one file per channel);
+  :func:`read_profiles` / :func:`read_bbbc021_profiles` give a wells AnnData with ``obsm['X_profile']``.
+* Profiles (pycytominer's operations on AnnData): :func:`aggregate` (cells -> wells), :func:`normalize`
+  (per-plate robust z-score / standardisation against controls), :func:`spherize` (ZCA/PCA whitening, TVN,
+  fitted on controls), :func:`select_features` (missing values, variance, correlation), :func:`consensus`
+  (treatment profiles).
+* A synthetic screen with ground truth: :func:`synthetic_plate` (mechanisms, plate/batch/edge effects).
+* Single cells: :func:`segment_cells` (StarDist nuclei + seeded watershed cells), :func:`cell_features`
+  (CellProfiler-style per-cell features), :func:`single_cells` (a whole plate -> cells AnnData).
+
+The metrics (mAP, NSC/NSCB, percent replicating) live in :mod:`tissuegraph.eval`.
+"""
+
+from ._io import (
+    PlateImages,
+    read_bbbc021,
+    read_bbbc021_profiles,
+    read_image_table,
+    read_jump_load_data,
+    read_profiles,
+    read_rxrx,
+)
+from ._profiles import aggregate, consensus, normalize, select_features, spherize
+from ._synthetic import MECHANISMS, SyntheticPlate, synthetic_plate
+from ._cells import cell_features, segment_cells, single_cells
+
+__all__ = [
+    "PlateImages",
+    "read_bbbc021",
+    "read_bbbc021_profiles",
+    "read_image_table",
+    "read_jump_load_data",
+    "read_profiles",
+    "read_rxrx",
+    "aggregate",
+    "normalize",
+    "spherize",
+    "select_features",
+    "consensus",
+    "synthetic_plate",
+    "SyntheticPlate",
+    "MECHANISMS",
+    "segment_cells",
+    "cell_features",
+    "single_cells",
+]
