@@ -27,7 +27,6 @@ class uns:
     spatial = "spatial"  # {'mpp': float, 'slides': {...}} (tissuegraph metadata, scanpy-style)
     tissuegraph = "tissuegraph"  # provenance: version and parameters of every step
     nuclei_features = "nuclei_features"  # {'params': {...}} of tg.feat.nuclei_features
-    representations = "representations"  # samples: {obsm key: provenance record} (family, trained, ...)
     # Samples AnnData: {'obs_names': cells' obs_names (columns of obsm[obsm.membership]), 'params': {...}}
     membership = "cells"
     # Samples AnnData: {'X_<name>': provenance record of every representation (family, trained, learned,
