@@ -25,7 +25,7 @@ from ._settings import settings
 from ._version import __version__
 
 _SUBMODULES = ("io", "datasets", "seg", "feat", "graph", "models", "emb", "culture", "eval", "tl", "pl",
-               "pipeline", "cli")
+               "pipeline", "cli", "bench")
 
 __all__ = [
     "__version__",
