@@ -284,7 +284,7 @@ def load_patch_folder(root: str | os.PathLike, *, mpp: float, groups: str | dict
             keep += idx
         sel = np.array(sorted(keep))
     if groups is None:
-        grp = [f.name for f in files]
+        grp = [f"{f.parent.name}/{f.name}" for f in files]
     elif isinstance(groups, dict):
         missing = [f.name for f in files if f.name not in groups]
         if missing:
@@ -312,16 +312,16 @@ def load_patch_folder(root: str | os.PathLike, *, mpp: float, groups: str | dict
                            metadata={"source": str(root_p), "n_classes": int(obs[K.obs.label].nunique())})
 
 
-_KATHER_SOURCE = re.compile(r"(CRC-Prim-HE-\d+_[0-9A-Za-z]+)")
+_KATHER_SOURCE = re.compile(r"(CRC-Prim-HE-.+?)_Row_")
 
 
 def load_kather2016(root: str | os.PathLike | None = None, *, limit_per_class: int | None = None, seed: int = 0,
                     gap_px: int = 32, progress_bar: bool | None = None) -> BenchDataset:
     """Kather et al. 2016 colorectal texture tiles as a benchmark: tissue class of 150 px tiles.
 
-    Tiles cut from one larger source image are spatially adjacent (``<id>_CRC-Prim-HE-<slide>_<img>
-    _Row_<r>_Col_<c>``), so the task groups splits by that source image (``obs['group']``; the slide
-    ``CRC-Prim-HE-XX`` is in ``obs['slide_name']``). 0.495 µm/px.
+    Tiles cut from one larger source image are spatially adjacent (``<id>_CRC-Prim-HE-<slide>[_<img>]
+    _Row_<r>_Col_<c>``), so the task groups splits by that source image (everything between the tile id
+    and ``_Row``: ``obs['group']``; the slide ``CRC-Prim-HE-XX`` is in ``obs['slide_name']``). 0.495 µm/px.
 
     Parameters
     ----------
@@ -337,7 +337,7 @@ def load_kather2016(root: str | os.PathLike | None = None, *, limit_per_class: i
     ds = load_patch_folder(root_p, mpp=KATHER2016_MPP, groups=_KATHER_SOURCE.pattern,
                            limit_per_class=limit_per_class, seed=seed, gap_px=gap_px, name="kather2016",
                            progress_bar=progress_bar)
-    ds.obs["slide_name"] = ds.obs["group"].str.split("_").str[0]
+    ds.obs["slide_name"] = ds.obs["group"].str.extract(r"(CRC-Prim-HE-\d+)")[0].to_numpy()
     ds.tasks = [dict(name="kather2016: tissue class", label_key=K.obs.label, task="classification",
                      group_key="group")]
     ds.metadata.update(mpp_source="Kather et al. 2016 (0.495 µm/px)", licence="CC BY 4.0",
@@ -447,8 +447,12 @@ def hest_gene_selection(counts, *, n_top: int = 50, min_spot_fraction: float = 0
     sc.pp.normalize_total(a, target_sum=1e4)
     sc.pp.log1p(a)
     sc.pp.highly_variable_genes(a, n_top_genes=int(n_top), flavor="seurat", batch_key=batch_key)
-    hv = a.var.index[a.var["highly_variable"].to_numpy()].astype(str).tolist()
-    return hv[: int(n_top)] if len(hv) > n_top else hv
+    var = a.var
+    if batch_key is None and "dispersions_norm" in var:  # ties can mark more than n_top: keep the top n_top
+        order = np.argsort(-np.nan_to_num(var["dispersions_norm"].to_numpy(float), nan=-np.inf), kind="stable")
+        return var.index[order[: int(n_top)]].astype(str).tolist()
+    hv = var.index[var["highly_variable"].to_numpy()].astype(str).tolist()
+    return hv[: int(n_top)]
 
 
 def _log1p_dense(counts, genes: Sequence[str]) -> np.ndarray:
