@@ -67,7 +67,8 @@ def load_dataset(dataset: Any, *, quick: bool = False, seed: int = 0, mpp: float
         raise InputError(f"dataset must be a BenchDataset, a name {DATASETS} or a path, got {type(dataset).__name__}.")
     name = str(dataset)
     if name == "synthetic":
-        return D.diagnostic_benchmark(factor="all", n_samples=24 if quick else 96, n_patients=6, seed=seed)
+        return D.diagnostic_benchmark(factor="all", n_samples=24 if quick else 96, size_um=128.0 if quick else 160.0,
+                                      n_patients=6, seed=seed)
     if name == "synthetic_spots":
         return D.diagnostic_benchmark(spots=True, n_sections=3 if quick else 6,
                                       section_size_um=500.0 if quick else 1000.0, seed=seed)
