@@ -159,3 +159,25 @@ def test_cli(tmp_path, capsys):
     assert "bench" in build_parser().format_help()
     assert main(["bench", "--dataset", "no_such_set", "-o", str(tmp_path / "x"), "--no-progress"]) == 2
     assert "Unknown dataset" in capsys.readouterr().err
+
+
+def test_load_dataset_recognises_layouts(tmp_path):
+    from tests.datasets.test_loaders import _counts, _visium
+
+    outs = _visium(tmp_path, new_style=True)
+    _counts(["A-1", "B-1", "C-1", "D-1"]).write_h5ad(tmp_path / "c.h5ad")
+    ds = tg.bench.load_dataset(outs, mpp=0.5)
+    assert ds.kind == "spot" and ds.n_samples == 3
+    (tmp_path / "classes" / "A").mkdir(parents=True)
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "classes" / "A" / "x.png")
+    assert tg.bench.load_dataset(tmp_path / "classes", mpp=0.5).n_samples == 1
+    ds0 = tg.datasets.diagnostic_benchmark(factor="stain", n_samples=4, size_um=64.0, progress_bar=False)
+    assert tg.bench.load_dataset(ds0) is ds0
+
+
+@pytest.mark.shared_data
+def test_load_dataset_her2st_folder(shared_data):
+    ds = tg.bench.load_dataset(shared_data / "her2st" / "B4")
+    assert ds.name == "her2st_B4" and ds.n_samples == 283
