@@ -194,7 +194,14 @@ def build(ds, *, segmenter: Any = "auto", graph: str = "delaunay", max_edge_um: 
                                        slide=slide.slide_id)
         else:
             samples = G.spot_samples(cells, ds.centers, diameter_um=ds.diameter_um, ids=ids, slide=slide.slide_id)
+    own = {K.obs.slide, K.obs.sample_kind, K.obs.n_cells, K.obs.area_um2, K.obs.geometry, K.obs.diameter_um,
+           *K.obs.bbox}
     for col in ds.obs.columns:
+        if col in own:
+            logger.warning("bench: obs column %r of %s clashes with the sample geometry; kept as %r", col, ds.name,
+                           f"{col}_input")
+            samples.obs[f"{col}_input"] = ds.obs[col].reindex(samples.obs_names).to_numpy()
+            continue
         if col in samples.obs.columns:
             samples.obs = samples.obs.drop(columns=[col])
         samples.obs[col] = ds.obs[col].reindex(samples.obs_names).to_numpy()
@@ -294,6 +301,17 @@ REPRESENTATIONS: list[RepStep] = [
     RepStep("gnn_ssl", "emb", "train_gnn", _gnn_ssl, quick=False, description="GIN trained with DGI"),
     RepStep("cnn_ssl", "emb", "train_patches", _cnn_ssl, quick=False, description="ResNet-18 trained with SimCLR"),
 ]
+
+
+def _patch_px(ds) -> int:
+    """Patch edge (px at the data set's µm/px) for the CNN steps: the smallest sample region (so a patch
+    never reaches into the glass of a mosaic), or the spot diameter; at most 224."""
+    if ds.kind == "region":
+        b = np.array([g.bounds for g in ds.regions], float)
+        side = float(np.min(np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])))
+    else:
+        side = ds.diameter_um / ds.mpp
+    return int(max(32, min(224, np.floor(side))))
 
 
 def _available(step: RepStep) -> str | None:
@@ -575,7 +593,8 @@ def run_bench(dataset: Any, outdir: str | os.PathLike, *, quick: bool = False, s
         if unknown:
             raise InputError(f"Unknown representation step(s) {sorted(unknown)}; known: "
                              f"{[s.name for s in REPRESENTATIONS]}.")
-    ctx = _Ctx(samples=samples, cells=cells, slide=slide, mpp=float(ds.mpp), quick=bool(quick), seeds=seeds)
+    ctx = _Ctx(samples=samples, cells=cells, slide=slide, mpp=float(ds.mpp), quick=bool(quick), seeds=seeds,
+               patch_size=_patch_px(ds))
     for step in steps:
         if step.name in state["done"]:
             continue
