@@ -18,7 +18,8 @@ from tissuegraph import _keys as K
 from tissuegraph.bench import REPRESENTATIONS, RepStep, run_bench
 
 
-def fake_evaluate(samples, *, label_key, task, group_key=None, n_splits=5, seeds=(0, 1, 2), key_added="tg_eval"):
+def fake_evaluate(samples, *, label_key, task, group_key=None, n_splits=5, seeds=(0, 1, 2), key_added="tg_eval", knn_k=20,
+                  probes=None, confounds=None):
     """Test-only stand-in for tg.eval.evaluate: linear probe, balanced accuracy per grouped fold."""
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression

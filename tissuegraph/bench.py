@@ -270,26 +270,29 @@ def _color(ctx: _Ctx) -> None:
 
 
 def _gnn_untrained(ctx: _Ctx) -> None:
-    ctx.module("emb").gnn(ctx.samples, ctx.cells, model="gin", inputs="features", seeds=_seeds(ctx))
+    ctx.module("emb").gnn_twins(ctx.samples, ctx.cells, model="gin", inputs="features", seeds=_seeds(ctx),
+                                topology=not ctx.quick)
 
 
 def _cnn_untrained(ctx: _Ctx) -> None:
-    ctx.module("emb").patches(ctx.samples, ctx.slide, model="resnet18", seeds=_seeds(ctx), mpp=ctx.mpp,
-                              size=ctx.patch_size)
+    ctx.module("emb").patch_twins(ctx.samples, ctx.slide, model="resnet18", seeds=_seeds(ctx), mpp=ctx.mpp,
+                                  size=ctx.patch_size)
 
 
 def _gnn_ssl(ctx: _Ctx) -> None:
     emb = ctx.module("emb")
-    model = emb.train_gnn(ctx.cells, model="gin", inputs="features", objective="dgi",
-                          epochs=5 if ctx.quick else 100, seed=ctx.seeds[0])
-    emb.gnn(ctx.samples, ctx.cells, model=model, inputs="features")
+    model = emb.train_gnn(ctx.samples, ctx.cells, objective="dgi", model="gin", inputs="features",
+                          epochs=5 if ctx.quick else 50, seed=ctx.seeds[0])
+    emb.gnn(ctx.samples, ctx.cells, model=model)
 
 
 def _cnn_ssl(ctx: _Ctx) -> None:
     emb = ctx.module("emb")
-    model = emb.train_patches(ctx.samples, ctx.slide, model="resnet18", objective="simclr", mpp=ctx.mpp,
-                              size=ctx.patch_size, epochs=2 if ctx.quick else 50, seed=ctx.seeds[0])
-    emb.patches(ctx.samples, ctx.slide, model=model, mpp=ctx.mpp, size=ctx.patch_size)
+    # crops stay inside the sample (mosaic tiles are surrounded by glass): train on 3/4 of the patch
+    enc = emb.train_patches(ctx.samples, ctx.slide, model="resnet18", objective="simclr", mpp=ctx.mpp,
+                            size=max(32, int(ctx.patch_size * 0.75)), crop_size=ctx.patch_size,
+                            seed=ctx.seeds[0], epochs=2 if ctx.quick else 20)
+    emb.patches(ctx.samples, ctx.slide, model=enc, mpp=ctx.mpp, size=ctx.patch_size)
 
 
 # The representation steps, in order. Adjust names/arguments here when the emb API settles; the rest
@@ -405,11 +408,22 @@ def _primary(summary: pd.DataFrame) -> tuple[Any, Any]:
     return row["protocol"], row["metric"]
 
 
+def _accepts(fn: Callable, name: str) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+
 def _evaluate_tasks(samples, tasks: list[dict], evaluate: Callable, *, quick: bool, seeds: tuple[int, ...],
                     dataset: str) -> dict[str, Any]:
     parts: dict[str, list] = {"results": [], "summary": [], "gaps": [], "probes": []}
     flags: list[str] = []
     cka: dict[str, pd.DataFrame] = {}
+    evaluated: dict[str, Any] = {}
     for t in tasks:
         sub = samples
         if t.get("subset"):
@@ -421,6 +435,11 @@ def _evaluate_tasks(samples, tasks: list[dict], evaluate: Callable, *, quick: bo
         if lk in sub.obs and isinstance(sub.obs[lk].dtype, pd.CategoricalDtype):
             sub.obs[lk] = sub.obs[lk].cat.remove_unused_categories()
         kwargs = dict(label_key=lk, task=t["task"], group_key=t.get("group_key"))
+        for opt in ("probes", "confounds"):
+            if t.get(opt) is not None:
+                kwargs[opt] = t[opt]
+        if _accepts(evaluate, "knn_k"):  # small sets: fewer neighbours than a training fold has samples
+            kwargs["knn_k"] = int(max(3, min(20, sub.n_obs // 10)))
         if quick:
             kwargs.update(n_splits=3, seeds=seeds[:1])
         with timed(f"bench: evaluate {t['name']}"):
@@ -435,12 +454,15 @@ def _evaluate_tasks(samples, tasks: list[dict], evaluate: Callable, *, quick: bo
                 df.insert(0, "task", t["name"])
                 df.insert(0, "dataset", dataset)
                 parts[key].append(df)
-        flags += [f"{t['name']}: {f}" for f in (ev.get("flags") or [])]
+        fl = ev.get("flags")
+        flags += [f"{t['name']}: {f}" for f in ([] if fl is None else list(np.atleast_1d(fl)))]
         if isinstance(ev.get("cka"), pd.DataFrame):
             cka[t["name"]] = ev["cka"]
+        evaluated[t["name"]] = sub
     out = {k: (pd.concat(v, ignore_index=True) if v else pd.DataFrame()) for k, v in parts.items()}
     out["flags"] = flags
     out["cka"] = cka
+    out["evaluated"] = evaluated
     return out
 
 
@@ -481,8 +503,14 @@ def _summary_md(ds_name: str, ev: dict, samples, skipped: dict[str, str], *, qui
         lines.append("")
     else:
         lines += ["No evaluation results (tg.eval unavailable or nothing to evaluate).", ""]
+    if not gaps.empty and not summ.empty:
+        keep = []
+        for t in dict.fromkeys(gaps["task"]):
+            proto, metric = _primary(summ[summ["task"] == t])
+            keep.append(gaps[(gaps["task"] == t) & (gaps["protocol"] == proto) & (gaps["metric"] == metric)])
+        gaps = pd.concat(keep, ignore_index=True)
     if not gaps.empty:
-        lines += ["## Baseline gaps (paired over the same splits)", "",
+        lines += ["## Baseline gaps (paired over the same splits; each task's primary metric, all in gaps.csv)", "",
                   "| task | representation | reference | protocol | metric | difference [95 % interval] | verdict |",
                   "|---|---|---|---|---|---|---|"]
         for _, g in gaps.iterrows():
@@ -496,29 +524,37 @@ def _summary_md(ds_name: str, ev: dict, samples, skipped: dict[str, str], *, qui
 
 
 def _plots(outdir: Path, ev: dict, skipped: dict[str, str]) -> dict[str, Path]:
-    """Plots from tg.pl when it provides them; each missing function is noted, never fatal."""
+    """Per task: scores with intervals, baseline-gap forest plot, CKA heatmap, from tg.pl when it provides
+    them (each missing or failing plot is noted in the report, never fatal)."""
     paths: dict[str, Path] = {}
+    if not ev.get("evaluated"):
+        return paths
     try:
         from . import pl
     except ImportError as exc:
         skipped["plots"] = f"tissuegraph.pl is not available ({exc})"
         logger.info("bench: no plots (%s)", skipped["plots"])
         return paths
-    wanted = [("scores", "scores.png", ev["summary"]), ("baseline_gaps", "baseline_gaps.png", ev["gaps"])]
-    wanted += [("cka", f"cka_{i}.png", m) for i, m in enumerate(ev["cka"].values())]
-    for fname, file, data in wanted:
-        fn = getattr(pl, fname, None)
-        if fn is None:
-            skipped[f"plot {file}"] = f"tissuegraph.pl.{fname} does not exist"
-            continue
-        if isinstance(data, pd.DataFrame) and data.empty:
-            continue
-        try:
-            fn(data, save=outdir / file)
-            paths[file] = outdir / file
-        except Exception as exc:  # a plot must never lose the results
-            skipped[f"plot {file}"] = f"tissuegraph.pl.{fname} failed: {exc}"
-            logger.warning("bench: plot %s failed: %s", file, exc)
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    for i, (task, sub) in enumerate(ev["evaluated"].items()):
+        for fname, file in (("eval_scores", f"scores_{i}.png"), ("baseline_gaps", f"gaps_{i}.png"),
+                            ("cka_heatmap", f"cka_{i}.png")):
+            fn = getattr(pl, fname, None)
+            if fn is None:
+                skipped[f"plot {file}"] = f"tissuegraph.pl.{fname} does not exist"
+                continue
+            try:
+                fn(sub, show=False, save=outdir / file)
+                paths[file] = outdir / file
+            except Exception as exc:  # a plot must never lose the results
+                skipped[f"plot {file} ({task})"] = f"tissuegraph.pl.{fname} failed: {exc}"
+                logger.warning("bench: plot %s failed: %s", file, exc)
+            finally:
+                plt.close("all")
     return paths
 
 

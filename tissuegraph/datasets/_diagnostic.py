@@ -300,8 +300,11 @@ def diagnostic_benchmark(*, factor: str | Sequence[str] = "all", n_samples: int 
     obs = pd.DataFrame(rows, index=pd.Index(ids))
     obs[K.obs.label] = obs[K.obs.label].astype("category")
     obs["factor"] = pd.Categorical(obs["factor"], categories=list(factors))
+    probes = {"density (true)": "density_per_1000um2", "elongation (true minor/major)": "aspect",
+              "clustering (true cluster fraction)": "cluster_fraction",
+              "composition (true)": [f"true_frac__{t}" for t in CELL_TYPES]}
     tasks = [dict(name=f"diagnostic: {f}", label_key=K.obs.label, task="classification", group_key=K.obs.patient,
-                  subset={"factor": f}, chance=0.5) for f in factors]
+                  subset={"factor": f}, chance=0.5, probes=probes) for f in factors]
     meta = {"generator": "tissuegraph.datasets.diagnostic_benchmark", "factors": list(factors), "seed": int(seed),
             "size_um": size_um, "mpp": mpp, "n_samples": n_samples, "n_patients": n_patients,
             "ranges": {g: {"full": v[1], "labels": dict(zip(v[3], v[2]))} for g, v in _FACTORS.items()},
@@ -428,10 +431,11 @@ def _spot_benchmark(*, n_sections, section_size_um, mpp, seed, diameter_um, pitc
     obs[K.obs.label] = obs[K.obs.label].astype("category")
     targets = {"expression": (expr, names), "expression_mean": (mean, names),
                "composition": (comp.astype(np.float32), [f"n_{t}" for t in CELL_TYPES])}
+    probes = {"composition (true counts)": [f"true_count__{t}" for t in CELL_TYPES], "nuclei (true)": "n_true"}
     tasks = [dict(name="diagnostic spots: expression", label_key="expression", task="regression",
-                  group_key=K.obs.patient),
+                  group_key=K.obs.patient, probes=probes),
              dict(name="diagnostic spots: region", label_key=K.obs.label, task="classification",
-                  group_key=K.obs.patient)]
+                  group_key=K.obs.patient, probes=probes)]
     meta = {"generator": "tissuegraph.datasets.diagnostic_benchmark(spots=True)", "seed": int(seed),
             "n_sections": n_sections, "section_size_um": section_size_um, "spot_diameter_um": diameter_um,
             "spot_pitch_um": pitch_um, "expression": eparams}
