@@ -389,7 +389,7 @@ class BenchResult:
     paths: dict[str, Path]
 
 
-_PREFERRED = ("macro_f1", "f1_macro", "balanced_accuracy", "pearson_mean", "pearson", "mean_pearson", "map",
+_PREFERRED = ("macro_f1", "f1_macro", "balanced_accuracy", "pearson_r", "pearson_mean", "pearson", "mean_pearson", "map",
               "mean_average_precision", "auroc", "accuracy", "ari")
 
 
