@@ -71,7 +71,7 @@ def test_cli_help_and_version():
     out = subprocess.run(exe + ["--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"tissuegraph {tg.__version__}"
     out = subprocess.run(exe + ["--help"], capture_output=True, text=True, check=True)
-    for cmd in ("demo", "run", "segment", "synth"):
+    for cmd in ("demo", "run", "segment", "synth", "bench"):
         assert cmd in out.stdout
 
 
