@@ -174,6 +174,15 @@ def test_load_dataset_recognises_layouts(tmp_path):
 
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "classes" / "A" / "x.png")
     assert tg.bench.load_dataset(tmp_path / "classes", mpp=0.5).n_samples == 1
+    qp = tmp_path / "qupath"
+    qp.mkdir()
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(qp / "slide.png")
+    (qp / "slide.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [9, 0], [9, 9], [0, 9], [0, 0]]]},
+         "properties": {"classification": {"name": "Tumor"}}}]}))
+    with pytest.raises(tg.InputError, match="mpp"):
+        tg.bench.load_dataset(qp)
+    assert list(tg.bench.load_dataset(qp, mpp=0.5).obs["label"]) == ["Tumor"]
     ds0 = tg.datasets.diagnostic_benchmark(factor="stain", n_samples=4, size_um=64.0, progress_bar=False)
     assert tg.bench.load_dataset(ds0) is ds0
 

@@ -54,8 +54,9 @@ def load_dataset(dataset: Any, *, quick: bool = False, seed: int = 0, mpp: float
         ``'synthetic_spots'``; ``'kather2016'``, ``'crchisto'``, ``'her2st'`` (from
         ``TISSUEGRAPH_SHARED_DATA`` / ``../shared/data``); or a path: a folder of class folders (needs
         ``mpp``), a 10x Visium ``outs``/``spatial`` folder, a folder with ``image.jpg``, ``spots.csv`` and
-        ``counts.h5ad`` (the her2st layout; µm/px from ``scalefactors.json`` or ``mpp``), or a HEST-1k
-        folder (``wsis/``, ``st/``, ``metadata/``: its first sample).
+        ``counts.h5ad`` (the her2st layout; µm/px from ``scalefactors.json`` or ``mpp``), a HEST-1k
+        folder (``wsis/``, ``st/``, ``metadata/``: its first sample), or a folder with one image and one
+        QuPath ``.geojson`` of classified regions (needs ``mpp``).
     quick
         Smaller versions (fewer samples/images) for a fast run.
     """
@@ -93,13 +94,20 @@ def load_dataset(dataset: Any, *, quick: bool = False, seed: int = 0, mpp: float
             if not first:
                 raise InputError(f"{str(p / 'st')!r} holds no .h5ad.")
             return D.load_hest(p, first[0])
+        gj = sorted(p.glob("*.geojson"))
+        imgs = [f for f in sorted(p.iterdir()) if f.suffix.lower() in (".tif", ".tiff", ".svs", ".ndpi", ".png", ".jpg",
+                                                                        ".jpeg", ".mrxs", ".scn")]
+        if len(gj) == 1 and len(imgs) == 1:
+            if mpp is None:
+                raise InputError(f"{str(p)!r} holds an image and QuPath regions; pass mpp= (--mpp) for the image.")
+            return D.load_regions(imgs[0], gj[0], mpp=mpp)
         if any(c.is_dir() for c in p.iterdir()):
             if mpp is None:
                 raise InputError(f"{str(p)!r} looks like a folder of class folders; pass mpp= (--mpp) for its "
                                  "patches.")
             return D.load_patch_folder(p, mpp=mpp, limit_per_class=20 if quick else None, seed=seed)
     raise InputError(f"Cannot tell the layout of {str(p)!r}: expected class folders, a Visium folder, a HEST "
-                     "folder or image + spots.csv + counts.h5ad.")
+                     "folder, image + spots.csv + counts.h5ad, or one image + one QuPath .geojson.")
 
 
 # ------------------------------------------------------------------------------------------- pipeline
