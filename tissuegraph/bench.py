@@ -526,6 +526,9 @@ def _summary_md(ds_name: str, ev: dict, samples, skipped: dict[str, str], *, qui
                          f"{_fmt(float(g['diff']), float(g['ci_low']), float(g['ci_high']))} | {g['verdict']} |")
         lines.append("")
     lines += ["## Flags", ""] + ([f"- {f}" for f in ev["flags"]] or ["- none"]) + [""]
+    if ev.get("plot_files"):
+        lines += ["## Plots", ""] + [f"- {t}: " + ", ".join(f"[{f}]({f})" for f in files)
+                                     for t, files in ev["plot_files"].items()] + [""]
     if skipped:
         lines += ["## Skipped steps", ""] + [f"- {k}: {v}" for k, v in skipped.items()] + [""]
     return "\n".join(lines)
@@ -558,6 +561,7 @@ def _plots(outdir: Path, ev: dict, skipped: dict[str, str]) -> dict[str, Path]:
             try:
                 fn(sub, show=False, save=outdir / file)
                 paths[file] = outdir / file
+                ev.setdefault("plot_files", {}).setdefault(task, []).append(file)
             except Exception as exc:  # a plot must never lose the results
                 skipped[f"plot {file} ({task})"] = f"tissuegraph.pl.{fname} failed: {exc}"
                 logger.warning("bench: plot %s failed: %s", file, exc)
