@@ -51,6 +51,9 @@ def test_mosaic_places_every_image_at_its_box():
     assert canvas[0, 0, 0] == 246                                  # glass
     with pytest.raises(InputError):
         mosaic([np.zeros((4, 4), np.uint8)])
+    big = np.zeros((1, 1, 3), np.uint8)
+    with pytest.raises(InputError, match="GB"):
+        mosaic([big] * 4, gap_px=40_000)                       # a 120k x 120k canvas is refused up front
 
 
 def test_patch_folder(tmp_path):

@@ -59,6 +59,7 @@ __all__ = [
 KATHER2016_MPP = 0.495
 """µm/px of the Kather et al. 2016 tiles (Aperio ScanScope, 20x), as stated by the authors."""
 
+_MAX_MOSAIC_BYTES = 4_000_000_000
 GLASS_RGB = 246  # white level of the glass between mosaic tiles (the synthetic renderer's glass)
 
 
@@ -201,6 +202,9 @@ def mosaic(images: Sequence[np.ndarray], *, gap_px: int = 32, n_cols: int | None
     n_rows = int(np.ceil(n / n_cols))
     H = n_rows * ch + (n_rows + 1) * gap_px
     W = n_cols * cw + (n_cols + 1) * gap_px
+    if H * W * 3 > _MAX_MOSAIC_BYTES:
+        raise InputError(f"A mosaic of {n} images would take {H * W * 3 / 1e9:.1f} GB in memory (limit "
+                         f"{_MAX_MOSAIC_BYTES / 1e9:.0f} GB); use fewer images (e.g. limit_per_class=).")
     canvas = np.full((H, W, 3), background, np.uint8)
     boxes = np.zeros((n, 4))
     for i, im in enumerate(images):
@@ -232,7 +236,6 @@ def _region_dataset(name: str, images: Sequence[np.ndarray], obs: pd.DataFrame, 
 
 
 # ------------------------------------------------------------------------------------ patch folders
-_IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
 
 def load_patch_folder(root: str | os.PathLike, *, mpp: float, groups: str | dict | None = None,
@@ -270,7 +273,7 @@ def load_patch_folder(root: str | os.PathLike, *, mpp: float, groups: str | dict
     tiles = load_kather2016_samples(root_p)  # class folders -> (file, label), lazily read
     keys = tiles.keys
     if not keys:
-        raise InputError(f"No images ({', '.join(_IMAGE_SUFFIXES)}) in the class folders of {str(root_p)!r}.")
+        raise InputError(f"No images (.png, .tif, .jpg) in the class folders of {str(root_p)!r}.")
     files = [Path(f) for f, _ in keys]
     labels = [lab for _, lab in keys]
     sel = np.arange(len(files))
