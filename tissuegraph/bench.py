@@ -263,10 +263,15 @@ class _Ctx:
     quick: bool
     seeds: tuple[int, ...]
     patch_size: int = 224
+    train_epochs: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     def module(self, name: str):
         return importlib.import_module(f"tissuegraph.{name}")
+
+    def epochs(self, family: str) -> int:
+        default = {"gnn": 5, "cnn": 2} if self.quick else {"gnn": 50, "cnn": 20}
+        return int(self.train_epochs.get(family, default[family]))
 
 
 def _seeds(ctx: _Ctx) -> tuple[int, ...]:
@@ -290,7 +295,7 @@ def _cnn_untrained(ctx: _Ctx) -> None:
 def _gnn_ssl(ctx: _Ctx) -> None:
     emb = ctx.module("emb")
     model = emb.train_gnn(ctx.samples, ctx.cells, objective="dgi", model="gin", inputs="features",
-                          epochs=5 if ctx.quick else 50, seed=ctx.seeds[0])
+                          epochs=ctx.epochs("gnn"), seed=ctx.seeds[0])
     emb.gnn(ctx.samples, ctx.cells, model=model)
 
 
@@ -299,7 +304,7 @@ def _cnn_ssl(ctx: _Ctx) -> None:
     # crops stay inside the sample (mosaic tiles are surrounded by glass): train on 3/4 of the patch
     enc = emb.train_patches(ctx.samples, ctx.slide, model="resnet18", objective="simclr", mpp=ctx.mpp,
                             size=max(32, int(ctx.patch_size * 0.75)), crop_size=ctx.patch_size,
-                            seed=ctx.seeds[0], epochs=2 if ctx.quick else 20)
+                            seed=ctx.seeds[0], epochs=ctx.epochs("cnn"))
     emb.patches(ctx.samples, ctx.slide, model=enc, mpp=ctx.mpp, size=ctx.patch_size)
 
 
@@ -574,8 +579,8 @@ def _plots(outdir: Path, ev: dict, skipped: dict[str, str]) -> dict[str, Path]:
 def run_bench(dataset: Any, outdir: str | os.PathLike, *, quick: bool = False, seeds: Sequence[int] = (0, 1, 2),
               segmenter: Any = "auto", graph: str = "delaunay", max_edge_um: float = 50.0,
               representations: Sequence[str] | None = None, evaluate: Callable | None = None,
-              mpp: float | None = None, n_jobs: int | None = None, progress: bool | None = None,
-              resume: bool = True, command: str | None = None) -> BenchResult:
+              mpp: float | None = None, train_epochs: dict | None = None, n_jobs: int | None = None,
+              progress: bool | None = None, resume: bool = True, command: str | None = None) -> BenchResult:
     """Run the pipeline, every representation and the evaluation on one data set; write the report.
 
     Parameters
@@ -600,6 +605,9 @@ def run_bench(dataset: Any, outdir: str | os.PathLike, *, quick: bool = False, s
         ``samples.uns['tg_eval']`` (tables described in docs/architecture.md).
     mpp
         µm/px for a path to patches that do not record it.
+    train_epochs
+        Epochs of the self-supervised steps, ``{'gnn': 50, 'cnn': 20}`` by default (SimCLR on a CPU takes
+        about a minute per epoch and 50 crops on 2 busy cores: lower ``'cnn'`` there, or use a GPU).
     resume
         Reuse finished steps cached in ``outdir/cache`` from a run with the same arguments.
     """
@@ -612,6 +620,7 @@ def run_bench(dataset: Any, outdir: str | os.PathLike, *, quick: bool = False, s
         raise InputError("seeds must hold at least one seed.")
     ds_key = dataset.name if hasattr(dataset, "name") and not isinstance(dataset, (str, os.PathLike)) else str(dataset)
     params = {"dataset": ds_key, "quick": bool(quick), "seeds": list(seeds), "segmenter": str(segmenter),
+              "train_epochs": dict(train_epochs or {}),
               "graph": graph, "max_edge_um": float(max_edge_um), "mpp": mpp, "version": __version__}
     cells_path, samples_path = cache / "cells.h5ad", cache / "samples.h5ad"
     ds = load_dataset(dataset, quick=quick, seed=seeds[0], mpp=mpp)
@@ -642,7 +651,7 @@ def run_bench(dataset: Any, outdir: str | os.PathLike, *, quick: bool = False, s
             raise InputError(f"Unknown representation step(s) {sorted(unknown)}; known: "
                              f"{[s.name for s in REPRESENTATIONS]}.")
     ctx = _Ctx(samples=samples, cells=cells, slide=slide, mpp=float(ds.mpp), quick=bool(quick), seeds=seeds,
-               patch_size=_patch_px(ds))
+               patch_size=_patch_px(ds), train_epochs=dict(train_epochs or {}))
     for step in steps:
         if step.name in state["done"]:
             continue
