@@ -58,6 +58,10 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="the quick version of every set (a smoke test)")
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     ap.add_argument("--segmenter", default="auto")
+    ap.add_argument("--gnn-epochs", type=int, default=50, help="epochs of the self-supervised GNN (DGI)")
+    ap.add_argument("--cnn-epochs", type=int, default=20,
+                    help="epochs of the self-supervised ResNet-18 (SimCLR; ~1-2 min per epoch per 50 crops on a "
+                         "busy 2-core CPU: use a GPU or fewer epochs)")
     ap.add_argument("--write", type=Path, default=RESULTS / "paper_comparison", help="result stem (.md/.json)")
     args = ap.parse_args(argv)
     tg.settings.progress = False
@@ -70,7 +74,8 @@ def main(argv=None) -> int:
         t1 = time.time()
         try:
             res = run_bench(name, args.outdir / name, quick=args.quick, seeds=tuple(args.seeds),
-                            segmenter=args.segmenter, command=command)
+                            segmenter=args.segmenter, command=command,
+                            train_epochs={"gnn": args.gnn_epochs, "cnn": args.cnn_epochs})
         except tg.InputError as exc:  # missing data: reported, not fatal
             status[name] = f"skipped: {exc}"
             continue
