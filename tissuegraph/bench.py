@@ -302,9 +302,10 @@ def _gnn_ssl(ctx: _Ctx) -> None:
 def _cnn_ssl(ctx: _Ctx) -> None:
     emb = ctx.module("emb")
     # crops stay inside the sample (mosaic tiles are surrounded by glass): train on 3/4 of the patch
-    enc = emb.train_patches(ctx.samples, ctx.slide, model="resnet18", objective="simclr", mpp=ctx.mpp,
+    out = emb.train_patches(ctx.samples, ctx.slide, model="resnet18", objective="simclr", mpp=ctx.mpp,
                             size=max(32, int(ctx.patch_size * 0.75)), crop_size=ctx.patch_size,
                             seed=ctx.seeds[0], epochs=ctx.epochs("cnn"))
+    enc = out[0] if isinstance(out, tuple) else out  # (encoder, card)
     emb.patches(ctx.samples, ctx.slide, model=enc, mpp=ctx.mpp, size=ctx.patch_size)
 
 
