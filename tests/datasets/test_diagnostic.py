@@ -158,5 +158,12 @@ def test_spot_benchmark():
         members = tree.query_ball_point(ds.centers[i], r)
         counts = t[K.truth.cell_type].iloc[members].value_counts(sort=False).to_numpy()
         np.testing.assert_array_equal(comp[i], counts)
-    # expression follows the composition: each gene's marker count correlates with it over spots
+    # the noisy expression follows its noise-free mean (the stated function of the composition)
+    mean, _ = ds.targets["expression_mean"]
+    p = ds.metadata["expression"]
+    mu = np.array(p["baseline"]) + comp @ np.array(p["weights"]).T + (
+        comp[:, 2] * comp[:, 3] / (comp[:, 2] + comp[:, 3] + 1))[:, None] * np.array(p["contact"])
+    np.testing.assert_allclose(np.expm1(mean), mu, rtol=1e-4)
+    r = [np.corrcoef(expr[:, g], mean[:, g])[0, 1] for g in range(expr.shape[1]) if mean[:, g].std() > 0]
+    assert np.median(r) > 0.5
     assert {tk["task"] for tk in ds.tasks} == {"regression", "classification"}
