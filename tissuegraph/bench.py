@@ -548,8 +548,8 @@ def _plots(outdir: Path, ev: dict, skipped: dict[str, str]) -> dict[str, Path]:
         return paths
     try:
         from . import pl
-    except ImportError as exc:
-        skipped["plots"] = f"tissuegraph.pl is not available ({exc})"
+    except Exception as exc:  # missing, or failing to import: the results matter more than the plots
+        skipped["plots"] = f"tissuegraph.pl is not available ({type(exc).__name__}: {exc})"
         logger.info("bench: no plots (%s)", skipped["plots"])
         return paths
     import matplotlib
