@@ -506,7 +506,8 @@ def _summary_md(ds_name: str, ev: dict, samples, skipped: dict[str, str], *, qui
             sel = st[(st["protocol"] == proto) & (st["metric"] == metric)]
             for _, r in sel.iterrows():
                 cells_[(r["representation"], cols[-1])] = _fmt(float(r["mean"]), float(r["ci_low"]), float(r["ci_high"]))
-        reps = list(dict.fromkeys(summ["representation"]))
+        reps = sorted(dict.fromkeys(summ["representation"]),
+                      key=lambda r: (r != K.obsm.structural, not str(r).startswith("X_color"), str(r)))
         lines += ["## Scores: mean [95 % interval]", "",
                   "| representation | family | trained | " + " | ".join(cols) + " |",
                   "|---|---|---|" + "---|" * len(cols)]
