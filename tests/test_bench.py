@@ -15,7 +15,7 @@ import pytest
 
 import tissuegraph as tg
 from tissuegraph import _keys as K
-from tissuegraph.bench import REPRESENTATIONS, RepStep, run_bench
+from tissuegraph.bench import RepStep, run_bench
 
 
 def fake_evaluate(samples, *, label_key, task, group_key=None, n_splits=5, seeds=(0, 1, 2), key_added="tg_eval", knn_k=20,
@@ -85,7 +85,16 @@ def tiny():
 
 def test_run_bench_end_to_end_and_resume(tiny, tmp_path, monkeypatch):
     step = RepStep("testcolour", "datasets", "mosaic", _colour, description="test colour")
-    monkeypatch.setattr(tg.bench, "REPRESENTATIONS", [step, *REPRESENTATIONS])
+
+    def broken(ctx):
+        ctx.samples.obsm["X_half"] = np.zeros((ctx.samples.n_obs, 2), np.float32)
+        raise RuntimeError("out of memory")
+
+    steps = [step, RepStep("missing", "no_such_module", "f", _colour),
+             RepStep("nofunction", "datasets", "no_such_function", _colour),
+             RepStep("broken", "datasets", "mosaic", broken),
+             RepStep("slow", "datasets", "mosaic", _colour, quick=False)]
+    monkeypatch.setattr(tg.bench, "REPRESENTATIONS", steps)
     out = tmp_path / "bench"
     res = run_bench(tiny, out, quick=True, evaluate=fake_evaluate, segmenter="watershed", progress=False)
     assert {"X_structural", "X_testcolour"} <= set(res.samples.obsm)
@@ -97,11 +106,12 @@ def test_run_bench_end_to_end_and_resume(tiny, tmp_path, monkeypatch):
     md = (out / "summary.md").read_text()
     assert "| X_structural | structural | False |" in md and "X_testcolour" in md
     assert "## Baseline gaps" in md and "test flag" in md and "## Skipped steps" in md
-    # every emb step that does not exist yet is skipped with its reason, nothing crashes
-    for s in ("color", "gnn_untrained", "cnn_untrained"):
-        if tg.bench._available(next(r for r in REPRESENTATIONS if r.name == s)) is not None:
-            assert s in res.skipped
-    assert res.skipped.get("gnn_ssl") == "not run with --quick"
+    # a step whose module or function is missing is skipped with the reason; a failing one is reported and
+    # leaves nothing half-written; the others run
+    assert "no_such_module" in res.skipped["missing"] and "does not exist" in res.skipped["nofunction"]
+    assert res.skipped["broken"] == "failed: RuntimeError: out of memory" and "X_half" not in res.samples.obsm
+    assert res.skipped["slow"] == "not run with --quick"
+    assert "broken: failed: RuntimeError: out of memory" in md
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["done"][:2] == ["build", "testcolour"]
     # the colour step sees the stain factor (the structural side is checked on larger data in

@@ -8,7 +8,8 @@ loaders know) and
    samples (regions or spots) -> structural descriptors ``X_structural``;
 2. adds every representation in :data:`REPRESENTATIONS` whose module exists (colour control, GNN and
    CNN untrained twins, self-supervised GNN/CNN); a missing module or function is skipped with a
-   logged message, so the bench runs with whatever the installed tissuegraph provides;
+   logged message, so the bench runs with whatever the installed tissuegraph provides, and a step that
+   fails is reported (``summary.md``, ``manifest.json``) while the others still run;
 3. evaluates every task of the data set with ``tg.eval.evaluate`` (grouped splits, intervals,
    baseline gaps, probes, CKA) and writes ``OUTDIR/results.csv`` (tidy), ``OUTDIR/summary.md``
    (representations x tasks, mean [95 % interval], baseline gaps with verdicts, flags) and plots when
@@ -337,7 +338,11 @@ def _available(step: RepStep) -> str | None:
         mod = importlib.import_module(f"tissuegraph.{step.module}")
     except ImportError as exc:
         return f"tissuegraph.{step.module} is not available ({exc})"
-    if not callable(getattr(mod, step.function, None)):
+    try:
+        fn = getattr(mod, step.function, None)
+    except Exception as exc:  # a lazy module attribute that fails to import
+        return f"tissuegraph.{step.module}.{step.function} cannot be loaded ({type(exc).__name__}: {exc})"
+    if not callable(fn):
         return f"tissuegraph.{step.module}.{step.function} does not exist"
     return None
 
@@ -652,6 +657,7 @@ def run_bench(dataset: Any, outdir: str | os.PathLike, *, quick: bool = False, s
         if unknown:
             raise InputError(f"Unknown representation step(s) {sorted(unknown)}; known: "
                              f"{[s.name for s in REPRESENTATIONS]}.")
+    done_keys = {k for k in samples.obsm if k.startswith("X_")}
     ctx = _Ctx(samples=samples, cells=cells, slide=slide, mpp=float(ds.mpp), quick=bool(quick), seeds=seeds,
                patch_size=_patch_px(ds), train_epochs=dict(train_epochs or {}))
     for step in steps:
@@ -665,8 +671,16 @@ def run_bench(dataset: Any, outdir: str | os.PathLike, *, quick: bool = False, s
             skipped[step.name] = why
             logger.info("bench: skipping %s: %s", step.name, why)
             continue
-        with timed(f"bench: representation {step.name}"):
-            step.run(ctx)
+        try:
+            with timed(f"bench: representation {step.name}"):
+                step.run(ctx)
+        except Exception as exc:  # one failing representation must not lose the others; it is reported
+            skipped[step.name] = f"failed: {type(exc).__name__}: {exc}"
+            logger.error("bench: representation %s failed", step.name, exc_info=True)
+            for key in [k for k in samples.obsm if k.startswith("X_") and k not in done_keys]:
+                del samples.obsm[key]  # nothing half-written survives
+            continue
+        done_keys = {k for k in samples.obsm if k.startswith("X_")}
         state["done"].append(step.name)
         _write_samples(samples, samples_path, state)
 
