@@ -34,7 +34,7 @@ function of the true cell-type counts in the spot plus Poisson noise (see :func:
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
