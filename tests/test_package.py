@@ -12,7 +12,8 @@ import tissuegraph as tg
 
 HEAVY = ("torch", "tensorflow", "stardist", "openslide", "scanpy", "torch_geometric", "keras", "squidpy",
          "numba")
-SUBMODULES = ("io", "datasets", "seg", "feat", "graph", "models", "emb", "culture", "tl", "pl", "report")
+SUBMODULES = ("io", "datasets", "seg", "feat", "graph", "models", "emb", "culture", "tl", "pl", "report",
+              "bench")
 
 
 def _imported_after(code: str) -> set[str]:
@@ -71,7 +72,7 @@ def test_cli_help_and_version():
     out = subprocess.run(exe + ["--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"tissuegraph {tg.__version__}"
     out = subprocess.run(exe + ["--help"], capture_output=True, text=True, check=True)
-    for cmd in ("demo", "run", "segment", "synth"):
+    for cmd in ("demo", "run", "segment", "synth", "bench"):
         assert cmd in out.stdout
 
 

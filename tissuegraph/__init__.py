@@ -29,7 +29,7 @@ from ._version import __version__
 _keep_tensorflow_local()
 
 _SUBMODULES = ("io", "datasets", "seg", "feat", "graph", "models", "emb", "culture", "eval", "tl", "pl",
-               "pipeline", "cli", "report")
+               "pipeline", "cli", "report", "bench")
 
 __all__ = [
     "__version__",

@@ -5,6 +5,7 @@
     tissuegraph segment INPUT -o LABELS.tif      # nuclei only
     tissuegraph synth OUT.tiff --size N --seed S # a synthetic H&E slide with ground truth
     tissuegraph culture demo|bench [...] -o OUTDIR  # cell culture: plates -> profiles -> mAP / NSC / NSCB
+    tissuegraph bench [--quick] [--dataset D] -o OUTDIR  # every representation, evaluated the same way
 """
 
 from __future__ import annotations
@@ -122,6 +123,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     _add_culture(sub)
+    p = sub.add_parser("bench", help="run every representation on a benchmark data set and evaluate them the "
+                                     "same way (results.csv, summary.md, plots)")
+    p.add_argument("--dataset", default="synthetic",
+                   help="synthetic | synthetic_spots | kather2016 | crchisto | her2st | PATH (class folders, "
+                        "Visium, HEST-1k, or image + spots.csv + counts.h5ad); default synthetic")
+    p.add_argument("-o", "--outdir", type=Path, required=True,
+                   help="output folder: results.csv, summary.md, plots, cache of finished steps")
+    p.add_argument("--quick", action="store_true", help="small data, one seed, untrained networks only")
+    p.add_argument("--mpp", type=float, default=None, help="µm/px of patches in a PATH of class folders")
+    p.add_argument("--segmenter", default="auto", choices=["auto", "watershed", "stardist"],
+                   help="nuclei segmentation backend")
+    p.add_argument("--representations", nargs="*", default=None,
+                   help="representation steps to run (default: all available; none = structural only)")
+    p.add_argument("--no-resume", action="store_true", help="ignore finished steps cached in OUTDIR/cache")
+    _add_common(p)
     return parser
 
 
@@ -191,11 +207,12 @@ def _cmd_segment(args) -> int:
 
 def _add_culture(sub) -> None:
     p = sub.add_parser("culture", help="cell culture: plates -> single cells -> well profiles -> mAP / NSC / NSCB")
-    csub = p.add_subparsers(dest="culture_command", metavar="CULTURE_COMMAND", required=True)
+    csub = p.add_subparsers(dest="culture_command", metavar="CULTURE_COMMAND", required=True,
+                            help="demo: the synthetic screen; bench: a screen's profiles evaluated")
     for name, helptext in (("demo", "the built-in synthetic screen, quick"),
                            ("bench", "hand-crafted profiles (and networks when installed) on a screen")):
         q = csub.add_parser(name, help=helptext)
-        q.add_argument("-o", "--outdir", type=Path, required=True)
+        q.add_argument("-o", "--outdir", type=Path, required=True, help="output folder (created)")
         q.add_argument("--dataset", default="synthetic",
                        help="'synthetic' (default), 'bbbc021' (shared per-well profiles) or a folder like it")
         q.add_argument("--quick", action="store_true", default=name == "demo", help="a smaller run")
@@ -227,6 +244,20 @@ def _cmd_synth(args) -> int:
     return 0
 
 
+def _cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    seeds = (args.seed, args.seed + 1, args.seed + 2)
+    res = run_bench(args.dataset, args.outdir, quick=args.quick, seeds=seeds, segmenter=args.segmenter,
+                    representations=args.representations, mpp=args.mpp, n_jobs=args.n_jobs,
+                    resume=not args.no_resume, command="tissuegraph " + " ".join(sys.argv[1:]))
+    print(f"bench: {res.samples.n_obs} samples, representations "
+          f"{', '.join(k for k in res.samples.obsm if k.startswith('X_'))} -> {res.paths['summary']}")
+    for step, why in res.skipped.items():
+        print(f"  skipped {step}: {why}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -238,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return {"demo": _cmd_demo, "run": _cmd_run, "segment": _cmd_segment, "synth": _cmd_synth,
-                "culture": _cmd_culture}[args.command](args)
+                "culture": _cmd_culture, "bench": _cmd_bench}[args.command](args)
     except TissuegraphError as exc:
         print(f"tissuegraph {args.command}: error: {exc}", file=sys.stderr)
         return 2
