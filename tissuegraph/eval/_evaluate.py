@@ -254,15 +254,15 @@ def _kendall_disagreement(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str
 
     acc = [("linear_probe", "balanced_accuracy"), ("linear_probe", "macro_f1"), ("knn", "balanced_accuracy")]
     other = [("retrieval", "mAP"), ("leiden", "ARI"), ("leiden", "NMI")]
-    s = summary.set_index(["protocol", "metric", "representation"])["mean"]
+    s = {key: g.set_index("representation")["mean"] for key, g in summary.groupby(["protocol", "metric"])}
     rows, flags = [], []
     for a in acc:
-        if a not in s.index.droplevel(2):
+        if a not in s:
             continue
         for b in other:
-            if b not in s.index.droplevel(2):
+            if b not in s:
                 continue
-            va, vb = s.loc[a], s.loc[b]
+            va, vb = s[a], s[b]
             common = [r for r in va.index if r in vb.index and np.isfinite(va[r]) and np.isfinite(vb[r])]
             if len(common) < 3:
                 continue

@@ -1,8 +1,10 @@
 """Bootstrap intervals and paired comparisons (pure numpy, no AnnData).
 
 Every interval in :mod:`tissuegraph.eval` is a percentile bootstrap of a mean: ``n_boot`` resamples
-(with replacement) of the values, the mean of each, and the ``(1 - level) / 2`` and ``(1 + level) / 2``
-quantiles of those means. Paired comparisons bootstrap the per-unit differences (one unit = one
+(with replacement) of the values, the mean of each, and two quantiles of those means — the
+*expanded* percentile interval (Hesterberg 2015), whose quantile levels are widened for small samples
+so that 15 values (5 splits x 3 seeds) still get ~95 % coverage (the plain ``(1 -/+ level) / 2``
+quantiles give ~92 %). Paired comparisons bootstrap the per-unit differences (one unit = one
 ``(split, seed)`` evaluation that both representations saw), so the variation shared by both sides (a
 hard fold, an unlucky seed) cancels.
 """
@@ -40,8 +42,21 @@ def bootstrap_ci(values, *, n_boot: int = 2000, level: float = 0.95, seed: int =
         e = min(n_boot, s + chunk)
         idx = rng.integers(0, len(v), size=(e - s, len(v)))
         means[s:e] = v[idx].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    lo, hi = np.quantile(means, _expanded_levels(len(v), level))
     return mean, float(lo), float(hi)
+
+
+def _expanded_levels(n: int, level: float) -> tuple[float, float]:
+    """Quantile levels of the *expanded* percentile bootstrap (Hesterberg 2015, "What teachers should
+    know about the bootstrap", §4.1): the plain percentile interval of a mean is too narrow for small n
+    (it uses the plug-in standard error and normal quantiles; ~92 % coverage for 15 values); using the
+    quantiles at ``Phi(sqrt(n / (n - 1)) * t_{n-1, (1 -/+ level) / 2})`` corrects both."""
+    from scipy.stats import norm, t
+
+    a = (1 - level) / 2
+    z = np.sqrt(n / (n - 1)) * t.ppf(a, n - 1)
+    lo = float(norm.cdf(z))
+    return lo, 1.0 - lo
 
 
 def verdict(low: float, high: float) -> str:
