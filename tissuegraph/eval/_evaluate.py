@@ -8,6 +8,7 @@ their provenance from ``uns['representations']``. Everything lands in ``samples.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -473,9 +474,16 @@ def evaluate(samples, *, label_key: str | Sequence[str], reps: str | Sequence[st
     neighbours: dict[str, np.ndarray] = {}
     prepared: dict[str, np.ndarray] = {}
 
+    timings: dict[str, float] = {}
+
+    def clock(what: str, t0: float) -> None:
+        timings[what] = timings.get(what, 0.0) + time.perf_counter() - t0
+
     def run_rep(rep: str) -> list[tuple]:
         X, has_nan = arrays[rep]
+        t0 = time.perf_counter()
         Xs = _prepared(X, has_nan, standardize) if need_prepared else None
+        clock("prepare", t0)
         rows = []
         for kind, idx, lab, splits in plans:
             Xk = X[idx]
@@ -484,19 +492,29 @@ def evaluate(samples, *, label_key: str | Sequence[str], reps: str | Sequence[st
                 vals = []
                 if kind == "categorical":
                     protos = [p for p, t in (("linear_probe", "classification"), ("knn", "classification")) if t in tasks]
-                    if protos:
+                    for proto in protos:
+                        t0 = time.perf_counter()
                         vals += classification_split(Xk, lab, s.train, s.test, n_classes=n_classes, has_nan=has_nan,
-                                                     standardize=standardize, knn_k=int(knn_k), protocols=protos)
+                                                     standardize=standardize, knn_k=int(knn_k), protocols=(proto,))
+                        clock(proto, t0)
                     if "retrieval" in tasks:
+                        t0 = time.perf_counter()
                         vals += retrieval_split(Xsk, lab, s.test)
+                        clock("retrieval", t0)
                     if "clustering" in tasks:
+                        t0 = time.perf_counter()
                         vals += clustering_split(Xsk, lab, s.test, seed=s.seed, resolution=leiden_resolution)
+                        clock("leiden", t0)
                 else:
+                    t0 = time.perf_counter()
                     vals += regression_split(Xk, lab, s.train, s.test, target_names=target_names, has_nan=has_nan,
                                              seed=s.seed)
+                    clock("hest_ridge", t0)
                 rows += [(rep, p, m, s.split, s.seed, v) for p, m, v in vals]
         if similarity:
+            t0 = time.perf_counter()
             neighbours[rep] = knn_indices(Xs, k=int(knn_k))
+            clock("knn_overlap", t0)
             prepared[rep] = Xs
         return rows
 
@@ -524,8 +542,12 @@ def evaluate(samples, *, label_key: str | Sequence[str], reps: str | Sequence[st
     if similarity:
         for i, a in enumerate(names):
             for b in names[i:]:
+                t0 = time.perf_counter()
                 c = linear_cka(prepared[a], prepared[b], debiased=cka_debiased) if a != b else 1.0
+                clock("cka", t0)
+                t0 = time.perf_counter()
                 o = knn_overlap(neighbours[a], neighbours[b]) if a != b else 1.0
+                clock("knn_overlap", t0)
                 cka.loc[a, b] = cka.loc[b, a] = c
                 overlap.loc[a, b] = overlap.loc[b, a] = o
     prepared.clear()
@@ -536,11 +558,13 @@ def evaluate(samples, *, label_key: str | Sequence[str], reps: str | Sequence[st
     if diagnostics:
         from ._probes import run_probes
 
+        t0 = time.perf_counter()
         cat_idx_codes = y_codes if cat_tasks else None
         probes_table, confound_flags = run_probes(
             samples, arrays, label_key=label_key if isinstance(label_key, str) else str(label_key),
             label_codes=cat_idx_codes, group_key=group_key, probes=probes, confounds=confounds, baseline=baseline,
             n_splits=n_splits, seed=seeds[0], progress_fn=progress)
+        clock("probes", t0)
         disagreement, dis_flags = _kendall_disagreement(summary)
         flags += confound_flags + dis_flags
     flags += _verdict_flags(gaps)
@@ -583,6 +607,7 @@ def evaluate(samples, *, label_key: str | Sequence[str], reps: str | Sequence[st
     entry = {"results": results, "summary": summary, "gaps": gaps, "cka": cka, "knn_overlap": overlap,
              "probes": probes_table, "disagreement": disagreement, "splits": splits_table,
              "representations": rep_table, "flags": flags, "warnings": warnings_,
+             "timings": {k: float(v) for k, v in timings.items()},
              "params": {k: _plain(v) for k, v in params.items()}}
     samples.uns[key_added] = {k: _storable(v) if k != "params" else v for k, v in entry.items()}
     for f in flags:

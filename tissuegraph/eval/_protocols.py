@@ -115,9 +115,12 @@ def classification_split(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: 
     ``y`` holds class codes 0..n_classes-1. Returns NaN metrics (and logs) when the training data hold
     a single class.
     """
+    import sklearn
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import Pipeline
+
+    from ._similarity import KNN_WORKING_MEMORY_MB
 
     y_tr, y_te = y[train], y[test]
     out: list[tuple[str, str, float]] = []
@@ -135,13 +138,13 @@ def classification_split(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: 
         else:  # pragma: no cover - guarded by the caller
             raise ValueError(proto)
         model = Pipeline(_prep_steps(has_nan, standardize) + [("est", est)])
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), sklearn.config_context(working_memory=KNN_WORKING_MEMORY_MB):
             warnings.simplefilter("ignore", category=UserWarning)
             from sklearn.exceptions import ConvergenceWarning
 
             warnings.simplefilter("ignore", category=ConvergenceWarning)
             model.fit(X[train], y_tr)
-        proba = _full_proba(model, X[test], n_classes)
+            proba = _full_proba(model, X[test], n_classes)  # kNN: distances in bounded chunks
         pred = np.asarray(model.classes_, dtype=int)[np.argmax(proba[:, model.classes_], axis=1)]
         out += [(proto, m, v) for m, v in _class_metrics(y_te, pred, proba)]
     return out

@@ -8,6 +8,8 @@ from .._errors import InputError
 
 __all__ = ["linear_cka", "knn_indices", "knn_overlap"]
 
+KNN_WORKING_MEMORY_MB = 128  # bound on each chunk of the distance matrix in brute-force kNN (scikit-learn)
+
 
 def _check_pair(X, Y) -> tuple[np.ndarray, np.ndarray]:
     X = np.asarray(X, dtype=np.float64)
@@ -70,8 +72,11 @@ def knn_indices(X, *, k: int = 20, metric: str = "cosine") -> np.ndarray:
     k = int(min(k, n - 1))
     if k < 1:
         raise InputError("k-NN overlap needs at least 2 samples.")
+    import sklearn
+
     nn = NearestNeighbors(n_neighbors=k + 1, metric=metric, algorithm="brute").fit(X)
-    ind = nn.kneighbors(X, return_distance=False)  # sklearn works in bounded chunks (working_memory)
+    with sklearn.config_context(working_memory=KNN_WORKING_MEMORY_MB):
+        ind = nn.kneighbors(X, return_distance=False)  # distances in row chunks of <= 128 MiB, never n x n
     # drop self (usually column 0; with duplicate rows self may sit elsewhere)
     is_self = ind == np.arange(n)[:, None]
     has_self = is_self.any(axis=1)
