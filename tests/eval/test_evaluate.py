@@ -230,3 +230,11 @@ def test_leiden_clustering_against_sklearn_scores():
     assert out["ARI"] > 0.95 and out["NMI"] > 0.95
     noise = dict((m, v) for _, m, v in clustering_split(rng.normal(size=(180, 6)), y, np.arange(180), seed=0))
     assert abs(noise["ARI"]) < 0.1
+    # and through evaluate: clusters of the informative representation match the labels better than noise
+    a = make_samples(n=120)
+    tg.eval.evaluate(a, label_key="label", task="clustering", group_key="patient", diagnostics=False,
+                     similarity=False, reps=["X_gnn_gin_features_dgi", "X_gnn_gin_features_untrained_s0"],
+                     **FAST)
+    s = a.uns["tg_eval"]["summary"].set_index(["representation", "metric"])["mean"]
+    assert s[("X_gnn_gin_features_dgi", "ARI")] > 0.2 > abs(s[("X_gnn_gin_features_untrained_s0", "ARI")])
+    assert s[("X_gnn_gin_features_dgi", "NMI")] > s[("X_gnn_gin_features_untrained_s0", "NMI")] + 0.2

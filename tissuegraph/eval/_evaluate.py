@@ -93,7 +93,8 @@ def _rep_array(samples, name: str, *, nan_policy: str, nan_ok_default: bool) -> 
     allowed = nan_policy == "impute" or (nan_policy == "auto" and nan_ok_default)
     if not allowed:
         raise InputError(f"samples.obsm[{name!r}] contains {int(nan.sum())} NaN value(s) in "
-                         f"{int(nan.any(axis=1).sum())} sample(s) (e.g. rows {np.flatnonzero(nan.any(axis=1))[:5].tolist()}). "
+                         f"{int(nan.any(axis=1).sum())} sample(s) (e.g. rows "
+                         f"{np.flatnonzero(nan.any(axis=1))[:5].tolist()}). "
                          "Remove those samples, fix the representation, or pass nan_policy='impute' to fill them "
                          "with the training folds' column medians.")
     empty = nan.all(axis=0)
@@ -491,7 +492,7 @@ def evaluate(samples, *, label_key: str | Sequence[str], reps: str | Sequence[st
             for s in splits:
                 vals = []
                 if kind == "categorical":
-                    protos = [p for p, t in (("linear_probe", "classification"), ("knn", "classification")) if t in tasks]
+                    protos = ["linear_probe", "knn"] if "classification" in tasks else []
                     for proto in protos:
                         t0 = time.perf_counter()
                         vals += classification_split(Xk, lab, s.train, s.test, n_classes=n_classes, has_nan=has_nan,
@@ -578,13 +579,15 @@ def evaluate(samples, *, label_key: str | Sequence[str], reps: str | Sequence[st
         if has_nan:
             flags.append(f"{r}: missing values imputed with training-fold column medians.")
 
+    def n_groups(idx, part):
+        return int(len(np.unique(groups_all[idx][part]))) if groups_all is not None else len(part)
+
     split_rows = []
     for kind, idx, lab, splits in plans:
         for s in splits:
             split_rows.append({
                 "task": kind, "seed": s.seed, "split": s.split, "n_train": len(s.train), "n_test": len(s.test),
-                "n_train_groups": int(len(np.unique(groups_all[idx][s.train]))) if groups_all is not None else len(s.train),
-                "n_test_groups": int(len(np.unique(groups_all[idx][s.test]))) if groups_all is not None else len(s.test),
+                "n_train_groups": n_groups(idx, s.train), "n_test_groups": n_groups(idx, s.test),
                 "classes_missing_train": ",".join(class_names[c] for c in s.missing_train),
                 "classes_missing_test": ",".join(class_names[c] for c in s.missing_test)})
     splits_table = pd.DataFrame(split_rows)
