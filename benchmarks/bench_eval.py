@@ -101,6 +101,11 @@ def sklearn_peer(a, rep: str, splits, *, knn_k: int) -> tuple[dict, pd.DataFrame
     return t, pd.DataFrame(rows, columns=["protocol", "metric", "split", "seed", "value"])
 
 
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def gram_cka(X, Y):
     X = X - X.mean(0)
     Y = Y - Y.mean(0)
@@ -128,11 +133,14 @@ def main() -> None:
     load_before = os.getloadavg()
     a = synthetic_samples(args.n, n_reps=args.reps, dim=args.dim, n_classes=args.classes, n_groups=args.groups)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    tg._logging.set_verbosity("INFO")
+    c0 = cpu_seconds()
     t0 = time.perf_counter()
     res = tg.eval.evaluate(a, label_key="label", task=["classification", "retrieval"], group_key="patient",
                            n_splits=args.splits, seeds=tuple(range(args.seeds)), knn_k=args.knn_k,
                            diagnostics=False, similarity=True, baseline=None, n_jobs=1)
     wall = time.perf_counter() - t0
+    cpu = cpu_seconds() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     timings = dict(a.uns["tg_eval"]["timings"])
     load_mid = os.getloadavg()
@@ -144,6 +152,7 @@ def main() -> None:
     groups = pd.Categorical(a.obs["patient"].astype(str)).codes
     splits = make_splits(a.n_obs, y=y, groups=groups, n_splits=args.splits, seeds=tuple(range(args.seeds)))
     peer_t = {"linear_probe": 0.0, "knn": 0.0, "retrieval": 0.0}
+    c1 = cpu_seconds()
     max_diff = 0.0
     reps = list(a.obsm.keys())
     for rep in reps[-args.peer_reps:]:  # the most informative ones
@@ -153,6 +162,7 @@ def main() -> None:
         ours = res[res.representation == rep].merge(peer, on=["protocol", "metric", "split", "seed"])
         assert len(ours) == len(peer)
         max_diff = max(max_diff, float(np.abs(ours["value_x"] - ours["value_y"]).max()))
+    peer_cpu = cpu_seconds() - c1
     scale = len(reps) / args.peer_reps
     peer_all = {k: v * scale for k, v in peer_t.items()}
 
@@ -172,7 +182,7 @@ def main() -> None:
         "command": "PYTHONPATH=. " + " ".join([Path(sys.executable).name, *sys.argv]),
         "n_samples": args.n, "n_reps": args.reps, "dim": args.dim, "n_classes": args.classes,
         "n_groups": args.groups, "n_splits": args.splits, "n_seeds": args.seeds, "knn_k": args.knn_k,
-        "wall_s": wall, "peak_rss_gib": peak, "rss_before_evaluate_gib": rss0, "timings_s": timings,
+        "wall_s": wall, "cpu_s": cpu, "peer_cpu_s_measured": peer_cpu, "peak_rss_gib": peak, "rss_before_evaluate_gib": rss0, "timings_s": timings,
         "peer_measured_reps": args.peer_reps, "peer_s_measured": peer_t, "peer_s_extrapolated": peer_all,
         "peer_total_extrapolated_s": sum(peer_all.values()),
         "tissuegraph_same_protocols_s": sum(timings.get(k, 0.0) for k in peer_t),
@@ -200,14 +210,16 @@ def main() -> None:
         "| what | seconds |",
         "|---|---|",
         f"| evaluate, total (linear probe, kNN, mAP on {args.splits * args.seeds} splits; CKA + k-NN overlap) | "
-        f"{wall:.1f} |",
+        f"{wall:.1f} (CPU {cpu:.1f}) |",
         *[f"| &nbsp;&nbsp;{k} | {v:.1f} |" for k, v in timings.items()],
-        f"| scikit-learn loop, same protocols, {args.peer_reps} rep(s) (measured) | {sum(peer_t.values()):.1f} |",
+        f"| scikit-learn loop, same protocols, {args.peer_reps} rep(s) (measured) | {sum(peer_t.values()):.1f} "
+        f"(CPU {peer_cpu:.1f}) |",
         *[f"| &nbsp;&nbsp;{k} | {v:.1f} |" for k, v in peer_t.items()],
         f"| scikit-learn loop, all {args.reps} reps (extrapolated) | {out['peer_total_extrapolated_s']:.1f} |",
         f"| CKA of one pair, n x n Gram matrices, n = {m} | {t_gram:.3f} |",
         f"| CKA of one pair, feature space (tissuegraph), n = {m} | {t_feat:.3f} |",
         "",
+        "Per-stage seconds are wall time summed per stage. "
         f"Peak RSS {peak:.2f} GiB (data alone {rss0:.2f} GiB). Ratio scikit-learn loop / tissuegraph on the "
         f"same protocols: **{ratio:.2f}x**. Largest |difference| between the two on the peer's representation(s): "
         f"{max_diff:.2e}; CKA difference {abs(c_ref - c_ours):.1e}. No n x n matrix is formed: kNN distances come "

@@ -517,6 +517,7 @@ def evaluate(samples, *, label_key: str | Sequence[str], reps: str | Sequence[st
             neighbours[rep] = knn_indices(Xs, k=int(knn_k))
             clock("knn_overlap", t0)
             prepared[rep] = Xs
+        logger.debug("evaluate: %s done", rep)
         return rows
 
     logger.info("evaluate: %d representation(s) x %s x %d split(s) x %d seed(s) on %d samples", len(names),
