@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import tissuegraph as tg  # noqa: E402
+from tissuegraph._logging import set_verbosity  # noqa: E402
 
 
 def synthetic_samples(n: int, *, n_reps: int, dim: int, n_classes: int, n_groups: int, seed: int = 0):
@@ -133,7 +134,7 @@ def main() -> None:
     load_before = os.getloadavg()
     a = synthetic_samples(args.n, n_reps=args.reps, dim=args.dim, n_classes=args.classes, n_groups=args.groups)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    tg._logging.set_verbosity("INFO")
+    set_verbosity("INFO")
     c0 = cpu_seconds()
     t0 = time.perf_counter()
     res = tg.eval.evaluate(a, label_key="label", task=["classification", "retrieval"], group_key="patient",

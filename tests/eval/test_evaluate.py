@@ -192,6 +192,14 @@ def test_input_errors_name_the_problem():
         tg.eval.evaluate(a, label_key="label", group_key="patient_gap", reps=["X_structural"])
 
 
+def test_copy_leaves_the_input_untouched():
+    a = make_samples(n=120)
+    b = tg.eval.evaluate(a, label_key="label", group_key="patient", reps=["X_structural"], diagnostics=False,
+                         similarity=False, key_added="ev", copy=True, **FAST)
+    assert "ev" not in a.uns and "ev" in b.uns and b is not a
+    assert b.uns["ev"]["params"]["group_key"] == "patient"
+
+
 def test_n_jobs_does_not_change_results():
     a = make_samples(n=120)
     kw = dict(label_key="label", group_key="patient", reps=["X_structural", "X_gnn_gin_features_dgi"],
