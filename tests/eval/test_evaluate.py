@@ -71,6 +71,8 @@ def test_confound_flag_fires_for_a_slide_encoding_representation(evaluated):
     flags = list(a.uns["tg_eval"]["flags"])
     assert any(f.startswith("X_cnn_resnet_supervised predicts 'slide' better than the label") for f in flags)
     assert not any(f.startswith("X_gnn_gin_features_dgi predicts") for f in flags)
+    # noise predicts neither the slide nor the label: no flag (both at chance is not a finding)
+    assert not any(f.startswith("X_gnn_gin_features_untrained_s0 predicts") for f in flags)
     p = a.uns["tg_eval"]["probes"].set_index(["representation", "target"])
     assert p.loc[("X_cnn_resnet_supervised", "slide"), "value"] > 0.8
     assert p.loc[("X_gnn_gin_features_dgi", "label"), "value"] > 0.7

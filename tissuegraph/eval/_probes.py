@@ -9,6 +9,10 @@ A probe predicts one quantity from a representation with cross-validation:
 - continuous quantities (colour, nucleus count, density, nuclear size, composition, glands): standardised
   ridge regression (``RidgeCV``), K-fold grouped like the evaluation when a group column is given,
   scored by the out-of-fold R² (averaged over the columns of a multi-column quantity).
+
+A representation is flagged as encoding a shortcut when it predicts a confound column (slide, batch,
+...) with a chance-adjusted balanced accuracy of at least 0.1 and more than 0.05 above the label's
+(both at chance is not a finding).
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from .._logging import logger
 
 __all__ = ["probe_targets", "categorical_probe", "continuous_probe"]
 
+# a representation is flagged when it predicts a confound column clearly above chance (chance-adjusted
+# balanced accuracy >= CONFOUND_MIN) and by more than CONFOUND_MARGIN better than the label
+CONFOUND_MIN = 0.1
+CONFOUND_MARGIN = 0.05
 _CONFOUND_COLUMNS = ("slide", "batch", "plate", "patient", "scanner", "site", "center", "centre", "donor")
 _COLOUR_OBS = ("mean_r", "mean_g", "mean_b", "mean_od", "stain_h", "stain_e", "mean_rgb_r", "mean_rgb_g",
                "mean_rgb_b")
@@ -250,7 +258,7 @@ def run_probes(samples, arrays: Mapping[str, tuple[np.ndarray, bool]], *, label_
         for name, codes in categorical:
             v = categorical_probe(X, codes, has_nan=has_nan, n_splits=n_splits, seed=seed)
             rows.append((rep, name, "shortcut", "adjusted_balanced_accuracy", v))
-            if np.isfinite(v) and np.isfinite(label_score) and v > label_score:
+            if np.isfinite(v) and np.isfinite(label_score) and v >= CONFOUND_MIN and v > label_score + CONFOUND_MARGIN:
                 flags.append(f"{rep} predicts {name!r} better than the label {label_key!r} (chance-adjusted balanced "
                              f"accuracy {v:.2f} vs {label_score:.2f}): it encodes a shortcut/confound.")
         for name, kind, Y in continuous:
