@@ -40,7 +40,7 @@ from ._version import __version__
 __all__ = ["run_bench", "build", "load_dataset", "REPRESENTATIONS", "BenchResult", "DATASETS"]
 
 DATASETS = ("synthetic", "synthetic_spots", "kather2016", "crchisto", "her2st")
-_REPS_KEY = "representations"
+_REPS_KEY = K.uns.representations
 _STATE = "bench_state"
 
 
@@ -374,7 +374,7 @@ def _write_samples(samples, path: Path, state: dict) -> None:
     out = samples.copy()
     if _REPS_KEY in out.uns:
         out.uns[_REPS_KEY] = _plain_uns(dict(out.uns[_REPS_KEY]))
-    for key in [k for k in out.uns if k.startswith("tg_eval")]:
+    for key in [k for k in out.uns if k.startswith(K.eval_key)]:
         del out.uns[key]
     out.uns[_STATE] = json.dumps(state)
     tmp = path.with_suffix(".tmp.h5ad")
@@ -463,7 +463,7 @@ def _evaluate_tasks(samples, tasks: list[dict], evaluate: Callable, *, quick: bo
             kwargs.update(n_splits=3, seeds=seeds[:1])
         with timed(f"bench: evaluate {t['name']}"):
             evaluate(sub, **kwargs)
-        ev = sub.uns.get("tg_eval")
+        ev = sub.uns.get(K.eval_key)
         if ev is None:
             raise InputError(f"evaluate wrote no samples.uns['tg_eval'] for task {t['name']!r}.")
         for key in parts:
