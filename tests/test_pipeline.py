@@ -20,7 +20,8 @@ def small_slide(tmp_path_factory):
 
 
 # several tiles (so that a run can be killed part-way), one worker (tiles done in order)
-RUN_KW = dict(segmenter="watershed", graph="delaunay", sample_size_um=128, tile_size=320, n_jobs=1)
+# (representations other than X_structural are tested once, in test_run_adds_representations)
+RUN_KW = dict(segmenter="watershed", graph="delaunay", sample_size_um=128, tile_size=320, n_jobs=1, reps=())
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +149,36 @@ def test_killed_run_resumes_from_its_checkpoint(small_slide, run_result, tmp_pat
     after = {p.name: p.stat().st_mtime_ns for p in ckpt.glob("tile_*.pkl")}
     assert len(after) == n_tiles and all(after[k] == v for k, v in before.items())
     _assert_same_run(resumed, run_result)  # the run_result fixture is a clean run in its own folder
+
+
+def test_run_adds_representations(small_slide, tmp_path):
+    """Default representations (colour control, untrained GNN twins, an untrained CNN twin), and --train."""
+    res = tg.pipeline.run(small_slide.path, tmp_path / "reps", segmenter="watershed", sample_size_um=128,
+                          progress=False, train=True, train_epochs=1)
+    samples = ad.read_h5ad(tmp_path / "reps" / "samples.h5ad")
+    recs = samples.uns[K.uns.representations]
+    keys = {k for k in samples.obsm if k.startswith("X_")}
+    assert {"X_structural", "X_color"} <= keys
+    gnn = {k for k in keys if k.startswith("X_gnn_gin_")}
+    assert {f"X_gnn_gin_{i}_untrained_s{s}" for i in ("features", "topology") for s in (0, 1, 2)} <= gnn
+    assert "X_gnn_gin_features_dgi" in gnn
+    cnn = sorted(k for k in keys if k.startswith("X_cnn_resnet18"))
+    assert len(cnn) == 2 and sum("untrained" in k for k in cnn) == 1, cnn
+    trained_cnn = next(k for k in cnn if "untrained" not in k)
+    for k in keys - {"X_structural"}:
+        X = samples.obsm[k]
+        assert X.shape[0] == samples.n_obs and np.isfinite(X).all(), k
+        assert recs[k]["family"] in ("color", "gnn", "cnn"), k
+    assert recs["X_gnn_gin_features_dgi"]["trained"] and not recs["X_gnn_gin_features_untrained_s0"]["trained"]
+    assert recs["X_gnn_gin_features_dgi"]["twin_group"] == recs["X_gnn_gin_features_untrained_s1"]["twin_group"]
+    assert recs[trained_cnn]["trained"] and recs[trained_cnn]["objective"] == "simclr"
+    for name in ("gnn_gin_dgi", "cnn_resnet18_simclr"):  # trained models saved with their cards
+        assert (tmp_path / "reps" / "models" / name / "model.safetensors").is_file()
+    man = res.manifest
+    assert man["parameters"]["reps"] == ["color", "gnn", "cnn"] and man["parameters"]["train"] is True
+    assert {"color control", "gnn twins", "cnn twin"} <= set(man["timings"])
+    with pytest.raises(tg.InputError, match="Unknown representation"):
+        tg.pipeline.run(small_slide.path, tmp_path / "bad", reps=["vit"], progress=False)
 
 
 def test_demo_detects_synthetic_nuclei(tmp_path):

@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segmenter", default="auto", choices=["auto", "watershed", "stardist"],
                    help="nucleus segmentation method ('auto': the best measured for the modality)")
     p.add_argument("--graph", default="delaunay", choices=["knn", "radius", "delaunay"], help="cell graph")
+    p.add_argument("--reps", nargs="*", default=["color", "gnn", "cnn"], choices=["color", "gnn", "cnn"],
+                   metavar="REP", help="representations added beside X_structural: color (colour control), gnn "
+                                       "(untrained GIN twins), cnn (untrained ResNet-18 twin); give none for only "
+                                       "the structural baseline")
+    p.add_argument("--train", action="store_true",
+                   help="also train a GIN (deep graph infomax) and a ResNet-18 (SimCLR) on this slide's samples")
     _add_common(p)
 
     p = sub.add_parser("run", help="tiles -> nuclei -> features -> graph -> samples on one slide",
@@ -90,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep grid patches with at least this fraction on tissue (0 keeps all)")
     p.add_argument("--tile-size", type=int, default=1024, help="segmentation tile edge in working pixels")
     p.add_argument("--overwrite", action="store_true", help="replace a run with other parameters in OUTDIR")
+    p.add_argument("--reps", nargs="*", default=["color", "gnn", "cnn"], choices=["color", "gnn", "cnn"],
+                   metavar="REP", help="representations added beside X_structural: color (colour control), gnn "
+                                       "(untrained GIN twins), cnn (untrained ResNet-18 twin); give none for only "
+                                       "the structural baseline")
+    p.add_argument("--train", action="store_true",
+                   help="also train a GIN (deep graph infomax) and a ResNet-18 (SimCLR) on this slide's samples")
     _add_common(p)
 
     p = sub.add_parser("segment", help="segment nuclei; write an instance-label TIFF (and a table for slides)",
@@ -156,7 +168,7 @@ def _cmd_demo(args) -> int:
     from .pipeline import demo
 
     res = demo(args.outdir, size=args.size, seed=args.seed, mpp=args.mpp, segmenter=args.segmenter,
-               graph=args.graph, n_jobs=args.n_jobs)
+               graph=args.graph, n_jobs=args.n_jobs, reps=args.reps, train=args.train)
     rep = res.manifest.get("demo", {})
     print(f"demo: {rep.get('n_detected')} nuclei detected ({rep.get('segmenter')}), {rep.get('n_true')} true; "
           f"centroid F1 {rep.get('f1', float('nan')):.3f} within {rep.get('centroid_match_radius_um')} µm")
@@ -171,7 +183,7 @@ def _cmd_run(args) -> int:
               mpp=args.mpp, seg_mpp=args.seg_mpp, graph=args.graph, k=args.k, radius_um=args.radius_um,
               max_edge_um=args.max_edge_um, sample_size_um=args.sample_size_um,
               min_tissue_fraction=args.min_tissue_fraction, tile_size=args.tile_size,
-              n_jobs=args.n_jobs, seed=args.seed, overwrite=args.overwrite)
+              n_jobs=args.n_jobs, seed=args.seed, overwrite=args.overwrite, reps=args.reps, train=args.train)
     print(f"{res.manifest['counts']['nuclei']} nuclei, {res.manifest['counts']['samples']} samples -> {res.outdir}")
     return 0
 

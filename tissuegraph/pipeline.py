@@ -34,6 +34,11 @@ from ._version import __version__
 __all__ = ["run", "demo", "RunResult", "file_sha256", "write_nuclei", "read_nuclei", "GRAPHS"]
 
 GRAPHS = ("knn", "radius", "delaunay")
+# Representations `run` adds to samples.h5ad beside X_structural (tg.emb): the colour control, untrained
+# GNN twins (features and topology only) and an untrained CNN twin by default; `train=True` adds a
+# self-supervised GNN (deep graph infomax) and CNN (SimCLR) trained on the slide's own samples.
+REPS = ("color", "gnn", "cnn")
+REP_MPP = 2.0  # µm/px of the colour control and the CNN patches (a 256 µm sample -> 128 px)
 _PACKAGES = ("numpy", "scipy", "pandas", "scikit-image", "scikit-learn", "anndata", "scanpy", "tifffile",
              "openslide-python", "openslide-bin", "tensorflow-cpu", "tensorflow", "stardist", "csbdeep", "torch",
              "torch-geometric", "squidpy", "networkx", "zarr", "shapely")
@@ -101,7 +106,8 @@ def run(slide: Any, outdir: str | os.PathLike, *, segmenter: Any = "auto", model
         sample_size_um: float = 256.0, min_tissue_fraction: float = 0.5, features: Any = "all",
         tile_size: int = 1024, n_jobs: int | None = None,
         seed: int | None = None, progress: bool | None = None, write_labels: bool = True,
-        resume: bool = True, overwrite: bool = False, report: bool = True) -> RunResult:
+        resume: bool = True, overwrite: bool = False, report: bool = True, reps: Any = REPS,
+        train: bool = False, train_epochs: int | None = None) -> RunResult:
     """Run tiles -> nuclei -> features -> graph -> samples -> descriptors on one slide.
 
     Parameters
@@ -129,6 +135,15 @@ def run(slide: Any, outdir: str | os.PathLike, *, segmenter: Any = "auto", model
         other non-brightfield images, where the segmentation uses no mask, the whole image counts as
         tissue). Every sample records ``image_area_um2``, ``tissue_area_um2`` and ``tissue_fraction``,
         and densities use the tissue area. ``0`` keeps every patch with a cell.
+    reps
+        Representations added to ``samples.h5ad`` beside ``X_structural`` (:mod:`tissuegraph.emb`), any of
+        ``'color'`` (colour/intensity control), ``'gnn'`` (untrained GIN twins, 3 seeds, on the nucleus
+        features and on topology only), ``'cnn'`` (an untrained ResNet-18 twin on 128 px patches at
+        2 µm/px); ``None`` or ``()`` for none.
+    train, train_epochs
+        Also train a GIN by deep graph infomax and a ResNet-18 by SimCLR on this slide's own samples
+        (``train_epochs`` each; default 10 for the GNN, 3 for the CNN), save them under
+        ``outdir/models/`` and add their embeddings (same ``twin_group`` as the untrained twins).
     report
         Also write ``outdir/report.html`` (:func:`tissuegraph.report.write_report`).
     """
@@ -140,6 +155,7 @@ def run(slide: Any, outdir: str | os.PathLike, *, segmenter: Any = "auto", model
 
     if graph not in GRAPHS:
         raise InputError(f"graph must be one of {GRAPHS}, got {graph!r}.")
+    reps = _check_reps(reps)
     seed = settings.seed if seed is None else int(seed)
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -149,7 +165,7 @@ def run(slide: Any, outdir: str | os.PathLike, *, segmenter: Any = "auto", model
                   model=None if model is None else str(model), labels=None if labels is None else str(labels),
                   mpp=mpp, seg_mpp=seg_mpp, graph=graph, k=k, radius_um=radius_um, max_edge_um=max_edge_um,
                   sample_size_um=sample_size_um, min_tissue_fraction=min_tissue_fraction, features=features,
-                  tile_size=tile_size,
+                  tile_size=tile_size, reps=list(reps), train=bool(train), train_epochs=train_epochs,
                   n_jobs=settings.resolve_n_jobs(n_jobs), seed=seed)
     manifest_path = out / "manifest.json"
     if manifest_path.exists() and not overwrite:
@@ -166,7 +182,7 @@ def run(slide: Any, outdir: str | os.PathLike, *, segmenter: Any = "auto", model
                               bytes=s.path.stat().st_size)
     s.require_mpp("the pipeline (features in µm, graphs, samples)")
 
-    stages = ["segment", "features", "graph", "samples", "descriptors", "write"]
+    stages = ["segment", "features", "graph", "samples", "descriptors", "representations", "write"]
     with progress_bar(total=len(stages), desc=f"run {s.slide_id}", enabled=progress, unit="stage") as bar:
         with timed("segment", timings=timings):
             nuc = seg.nuclei(s, method=segmenter, model=model, labels=labels, mpp=seg_mpp, tile_size=tile_size,
@@ -189,6 +205,10 @@ def run(slide: Any, outdir: str | os.PathLike, *, segmenter: Any = "auto", model
         with timed("descriptors", timings=timings):
             G.descriptors(cells, samples)
         bar.update()
+        if samples.n_obs and (reps or train):
+            _representations(samples, cells, s, reps=reps, train=train, epochs=train_epochs, seed=seed,
+                             out=out, timings=timings)
+        bar.update()
         with timed("write", timings=timings):
             outputs = _write_outputs(out, cells, samples, nuc, write_labels=write_labels)
         bar.update()
@@ -209,6 +229,45 @@ def run(slide: Any, outdir: str | os.PathLike, *, segmenter: Any = "auto", model
     logger.info("%s: %d nuclei, %d samples -> %s (%.1fs)", s.slide_id, len(nuc), samples.n_obs, out,
                 manifest["timings"]["total"])
     return RunResult(cells=cells, samples=samples, nuclei=nuc, outdir=out, manifest=manifest)
+
+
+def _check_reps(reps: Any) -> tuple[str, ...]:
+    if reps is None or reps == "none":
+        return ()
+    reps = (reps,) if isinstance(reps, str) else tuple(reps)
+    unknown = [r for r in reps if r not in REPS]
+    if unknown:
+        raise InputError(f"Unknown representation(s) {unknown}: choose from {list(REPS)} (or none).")
+    return reps
+
+
+def _representations(samples, cells, slide, *, reps: tuple[str, ...], train: bool, epochs: int | None, seed: int,
+                     out: Path, timings: dict) -> None:
+    """The representations of ``run`` (tg.emb), each timed; see :data:`REPS`."""
+    from . import emb
+
+    seeds = (seed, seed + 1, seed + 2)
+    if "color" in reps:
+        with timed("color control", timings=timings):
+            emb.color(samples, slide, mpp=REP_MPP)
+    if "gnn" in reps:
+        with timed("gnn twins", timings=timings):
+            emb.gnn_twins(samples, cells, model="gin", inputs="features", seeds=seeds, topology=True)
+    if "cnn" in reps:
+        with timed("cnn twin", timings=timings):
+            emb.patch_twins(samples, slide, model="resnet18", seeds=(seed,), mpp=REP_MPP, size=128)
+    if train:
+        with timed("gnn training (dgi)", timings=timings):
+            model = emb.train_gnn(samples, cells, objective="dgi", model="gin", inputs="features",
+                                  epochs=epochs or 10, seed=seed, save_to=out / "models" / "gnn_gin_dgi")
+            emb.gnn(samples, cells, model=model)
+        with timed("cnn training (simclr)", timings=timings):
+            from .models import save_model
+
+            enc, card = emb.train_patches(samples, slide, model="resnet18", objective="simclr", mpp=REP_MPP,
+                                          size=96, crop_size=128, seed=seed, epochs=epochs or 3)
+            save_model(enc, out / "models" / "cnn_resnet18_simclr", card=card)
+            emb.patches(samples, slide, model=enc, mpp=REP_MPP, size=128)
 
 
 def _report(out: Path, **objects) -> None:
@@ -292,7 +351,7 @@ def _jsonable(obj: Any) -> Any:
 
 def demo(outdir: str | os.PathLike, *, size: int = 4096, seed: int = 0, mpp: float = 0.5, segmenter: Any = "auto",
          graph: str = "delaunay", n_jobs: int | None = None, progress: bool | None = None,
-         match_radius_um: float = 3.0) -> RunResult:
+         match_radius_um: float = 3.0, reps: Any = REPS, train: bool = False) -> RunResult:
     """The main job on the built-in default: a synthetic H&E slide with ground truth, no downloads.
 
     Writes the slide and its ground truth under ``outdir/slide/``, runs :func:`run` into ``outdir``,
@@ -309,7 +368,7 @@ def demo(outdir: str | os.PathLike, *, size: int = 4096, seed: int = 0, mpp: flo
     with timed("synthetic slide"):
         syn = synthetic_slide(out / "slide" / "synthetic.tiff", size=size, seed=seed, mpp=mpp, progress=progress)
     result = run(syn.path, out, segmenter=segmenter, graph=graph, n_jobs=n_jobs, progress=progress, seed=seed,
-                 report=False)
+                 report=False, reps=reps, train=train)
     truth = pd.read_csv(syn.nuclei_path)
     sc = detection_scores(result.nuclei[[K.nuclei.x, K.nuclei.y]].to_numpy(),
                           truth[[K.truth.x, K.truth.y]].to_numpy(), radius_um=match_radius_um, mpp=mpp)
