@@ -29,6 +29,9 @@ class uns:
     nuclei_features = "nuclei_features"  # {'params': {...}} of tg.feat.nuclei_features
     # Samples AnnData: {'obs_names': cells' obs_names (columns of obsm[obsm.membership]), 'params': {...}}
     membership = "cells"
+    # Samples AnnData: {'X_<name>': provenance record of every representation (family, trained, learned,
+    # objective, architecture, inputs, layer, seed, twin_group, weights_sha256, params)}
+    representations = "representations"
 
     @staticmethod
     def spatial_neighbors(key_added: str = "spatial") -> str:
