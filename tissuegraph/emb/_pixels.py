@@ -225,14 +225,12 @@ def pixel_chunks(geom: Geometry, slide, *, scale: float, chunk: int = 1024) -> I
     if geom.box is None:
         return
     x0, y0, x1, y1 = geom.box
-    nx = max(1, int(round((x1 - x0) / scale)))
-    ny = max(1, int(round((y1 - y0) / scale)))
-    if geom.kind in ("grid", "spot"):  # square boxes: fit the pixel grid exactly into the box
-        sx = (x1 - x0) / nx
-    else:
-        sx = scale
-        nx = max(1, int(math.ceil((x1 - x0) / sx)))
-        ny = max(1, int(math.ceil((y1 - y0) / sx)))
+    # a lattice of pixels of side `scale` anchored at the slide's corner (at native resolution: the slide's
+    # own pixels, no resampling); pixels count when their centre lies inside the sample
+    i0, j0 = math.floor(x0 / scale + 1e-9), math.floor(y0 / scale + 1e-9)
+    nx = max(1, math.ceil(x1 / scale - 1e-9) - i0)
+    ny = max(1, math.ceil(y1 / scale - 1e-9) - j0)
+    sx = scale
     W, H = slide.dimensions
     poly = None
     if geom.kind == "region":
@@ -243,7 +241,7 @@ def pixel_chunks(geom: Geometry, slide, *, scale: float, chunk: int = 1024) -> I
     for r0 in range(0, ny, chunk):
         for c0 in range(0, nx, chunk):
             h, w = min(chunk, ny - r0), min(chunk, nx - c0)
-            ox, oy = x0 + c0 * sx, y0 + r0 * sx
+            ox, oy = (i0 + c0) * sx, (j0 + r0) * sx
             img = read_resampled(slide, ox, oy, sx, (w, h))
             if img.ndim == 2:
                 img = img[..., None]
@@ -251,6 +249,8 @@ def pixel_chunks(geom: Geometry, slide, *, scale: float, chunk: int = 1024) -> I
             cx = ox + (np.arange(w) + 0.5) * sx - 0.5
             cy = oy + (np.arange(h) + 0.5) * sx - 0.5
             inside = ((cy >= -0.5) & (cy < H - 0.5))[:, None] & ((cx >= -0.5) & (cx < W - 0.5))[None, :]
+            if geom.kind == "grid":  # half-open box, as for cell membership
+                inside &= ((cy >= y0 - 0.5) & (cy < y1 - 0.5))[:, None] & ((cx >= x0 - 0.5) & (cx < x1 - 0.5))[None, :]
             if geom.kind == "spot":
                 ccx, ccy = geom.center
                 inside &= ((cy - ccy)[:, None] ** 2 + (cx - ccx)[None, :] ** 2) <= geom.radius ** 2
