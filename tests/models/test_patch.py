@@ -52,7 +52,7 @@ def test_layers_and_normalisation():
         fmap = ref((X - enc.mean) / enc.std)[0]
     assert torch.allclose(fmap.mean(dim=(2, 3)), z2, atol=1e-5)
     # ImageNet statistics by default; the input is normalised inside
-    assert np.allclose(enc.config["mean"], [0.485, 0.456, 0.406]) and np.allclose(enc.config["std"], [0.229, 0.224, 0.225])
+    assert np.allclose(enc.config()["mean"], [0.485, 0.456, 0.406]) and np.allclose(enc.config()["std"], [0.229, 0.224, 0.225])
     with pytest.raises(InputError, match="layer"):
         PatchEncoder("resnet18", layer=7)
 
@@ -66,10 +66,10 @@ def test_vit_and_channels_and_config_roundtrip():
     for c in (1, 4, 5):
         enc = PatchEncoder("resnet18", in_chans=c, seed=0)
         assert _out(enc, torch.rand(1, c, 32, 32)).shape == (1, 512)
-        assert len(enc.config["mean"]) == c
+        assert len(enc.config()["mean"]) == c
     with pytest.raises(InputError, match="channels"):
         _out(PatchEncoder("resnet18", in_chans=4), torch.rand(1, 3, 32, 32))
-    again = PatchEncoder.from_config(v.config)
+    again = PatchEncoder.from_config(v.config())
     assert again.parameters_sha256() == v.parameters_sha256() and torch.equal(_out(again), zf)
 
 

@@ -175,7 +175,7 @@ def _encoders(model, *, weights, seed, seeds, in_chans, size, mean, std, model_k
                              "choose channels=.")
         out.append(model)
         if seeds is not None:
-            cfg = dict(model.config)
+            cfg = dict(model.config())
             cfg["objective"] = None
             for s in seeds:
                 out.append(PatchEncoder.from_config({**cfg, "seed": int(s)}))
@@ -364,7 +364,7 @@ def patches(samples, slide: Any = None, *, model: Any = "resnet18", weights: Any
             "weights_sha256": e.weights_sha256 if e.weights_sha256 else e.parameters_sha256(),
             "params": {
                 "mpp": mpp, "size": size, "batch_size": batch_size, "channels": channels,
-                "value_range": value_range, "mean": e.config["mean"], "std": e.config["std"],
+                "value_range": value_range, "mean": e.config()["mean"], "std": e.config()["std"],
                 "in_chans": e.in_chans, "img_size": e.img_size, "model_kwargs": e.model_kwargs,
                 "weights": e.weights_path if e.weights_path else ("random" if not trained else "in memory"),
                 "n_tiles": int(len(items)), "pooling": "mean over tiles (regions: area inside; images: tissue)",

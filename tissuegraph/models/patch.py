@@ -204,9 +204,10 @@ class PatchEncoder(nn.Module):
                              f"({n} blocks), got {layer}.")
         return layer
 
-    @property
+    builder = "patch"  # the architecture builder name in a model card (tg.models.save_model / load_model)
+
     def config(self) -> dict:
-        """Everything needed to rebuild this encoder (random weights) with :meth:`from_config`."""
+        """Everything needed to rebuild this encoder (random weights) with :meth:`from_config` (keyword arguments)."""
         return {"builder": "patch", "arch": self.arch, "in_chans": self.in_chans, "layer": self.layer,
                 "img_size": self.img_size, "seed": self.seed, "mean": list(self._norm[0]),
                 "std": list(self._norm[1]), "model_kwargs": dict(self.model_kwargs),
@@ -214,7 +215,7 @@ class PatchEncoder(nn.Module):
 
     @classmethod
     def from_config(cls, config: dict) -> "PatchEncoder":
-        """Rebuild an encoder (random weights from its seed) from :attr:`config`; load weights afterwards."""
+        """Rebuild an encoder (random weights from its seed) from :meth:`config`; load weights afterwards."""
         cfg = {k: v for k, v in dict(config).items() if k != "builder"}
         if "arch" not in cfg:
             raise InputError("A patch encoder config needs 'arch'.")
