@@ -398,8 +398,8 @@ def train_patches(samples, slide: Any = None, *, model: Any = "resnet18", object
                   progress: bool | None = None, **train_kwargs):
     """Train a patch encoder offline on the samples' own pixels (self-supervised or on a label column).
 
-    Reads one or more crops per sample (its tiles at ``mpp``, the same geometry as :func:`patches`) as
-    training images of ``crop_size`` px (default ``size * 1.25``, so random crops have room), then runs
+    Reads one crop per tile that :func:`patches` would embed (the same geometry at ``mpp``), enlarged around
+    the tile's centre to ``crop_size`` px (default ``size * 1.25``, so random crops have room), then runs
     :func:`tissuegraph.models.train_patch_simclr` (``objective='simclr'``) or
     :func:`tissuegraph.models.train_patch_supervised` (``objective='supervised'``, ``label=`` column of
     ``samples.obs``; samples with a missing label are left out). Embed the result with
@@ -444,7 +444,10 @@ def train_patches(samples, slide: Any = None, *, model: Any = "resnet18", object
     if crop_size < size:
         raise InputError(f"crop_size ({crop_size}) must be at least size ({size}).")
     slides, ids = P.open_slides(samples, slide, slide_mpp=slide_mpp)
-    _, items = _plan(samples, slides, ids, mpp=mpp, size=crop_size, mask="auto")
+    # the tiles the embedding reads (size px at mpp), each enlarged around its centre to crop_size px
+    _, items = _plan(samples, slides, ids, mpp=mpp, size=size, mask="auto")
+    m = (crop_size - size) / 2
+    items = [(r, sid, x0 - m * sc, y0 - m * sc, sc, w) for r, sid, x0, y0, sc, w in items]
     y = None
     if objective == "supervised":
         if label is None or label not in samples.obs.columns:
