@@ -12,7 +12,7 @@ import tissuegraph as tg
 
 HEAVY = ("torch", "tensorflow", "stardist", "openslide", "scanpy", "torch_geometric", "keras", "squidpy",
          "numba")
-SUBMODULES = ("io", "datasets", "seg", "feat", "graph")
+SUBMODULES = ("io", "datasets", "seg", "feat", "graph", "models", "emb")
 
 
 def _imported_after(code: str) -> set[str]:
