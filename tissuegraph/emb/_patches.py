@@ -110,12 +110,12 @@ class _Reader:
             imgs.append(img)
         arr = np.stack(imgs)
         lo, hi = _scale_values(arr.dtype, self.value_range)
+        # (B, H, W, C) memory seen as (B, C, H, W): the channels-last layout oneDNN convolutions prefer, so no
+        # transposing copy is made here
         t = torch.from_numpy(arr).permute(0, 3, 1, 2)
         if arr.dtype == np.uint8 and lo == 0.0 and hi == 255.0:
-            x = t.float().div_(255.0)
-        else:
-            x = t.float().sub_(lo).div_(hi - lo)
-        return x.contiguous()
+            return t.float().div_(255.0)
+        return t.float().sub_(lo).div_(hi - lo)
 
 
 def _prefetch(fn, batches, num_workers: int):

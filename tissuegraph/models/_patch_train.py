@@ -132,6 +132,11 @@ def _encoder(model, in_chans: int, size: int, seed: int) -> PatchEncoder:
     return PatchEncoder(model, in_chans=in_chans, img_size=size, seed=seed)
 
 
+def _steps(n: int, bs: int) -> int:
+    """Batches per epoch: every image once; a last batch of a single image is dropped (BatchNorm, pairs)."""
+    return max(1, n // bs + (1 if n % bs >= 2 else 0))
+
+
 def _check(images, size, epochs, batch_size, lr):
     x = _as_images(images)
     if len(x) < 2:
@@ -193,7 +198,7 @@ def train_patch_simclr(images, *, model: Any = "resnet18", size: int = 96, epoch
         head = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, proj_dim))
     g = torch.Generator().manual_seed(int(seed))
     bs = min(batch_size, len(x))
-    steps_per_epoch = max(1, len(x) // bs)
+    steps_per_epoch = _steps(len(x), bs)
     enc.to(device).train()
     head.to(device).train()
     params = list(enc.parameters()) + list(head.parameters())
@@ -273,7 +278,7 @@ def train_patch_supervised(images, labels, *, model: Any = "resnet18", size: int
         head = nn.Linear(enc.num_features, n_classes)
     g = torch.Generator().manual_seed(int(seed))
     bs = min(batch_size, len(x))
-    steps_per_epoch = max(1, len(x) // bs)
+    steps_per_epoch = _steps(len(x), bs)
     enc.to(device).train()
     head.to(device).train()
     opt = torch.optim.AdamW(list(enc.parameters()) + list(head.parameters()), lr=lr, weight_decay=weight_decay)
