@@ -208,8 +208,8 @@ def report(r: dict) -> str:
                 "interleaved under the same load." if r["load_average_start"][0] > r["cpu_count"] else "."), ""]
     if "throughput" in r:
         lines += ["## Throughput at 224 px (patches/s, median of interleaved repeats)", "",
-                  "| model | patches | batch | bare model(batch), NCHW | bare, channels-last | tg.emb.patches from the TIFF | "
-                  "ratio to the faster bare (median of repeats) | per-repeat ratios |",
+                  "| model | patches | batch | bare model(batch), NCHW | bare, channels-last | "
+                  "tg.emb.patches from the TIFF | ratio to the faster bare (median of repeats) | per-repeat ratios |",
                   "|---|---|---|---|---|---|---|---|"]
         for t in r["throughput"]:
             lines.append(f"| {t['arch']} | {t['n_patches']} | {t['batch_size']} | {t['bare_median']:.2f} | "

@@ -52,7 +52,8 @@ def test_layers_and_normalisation():
         fmap = ref((X - enc.mean) / enc.std)[0]
     assert torch.allclose(fmap.mean(dim=(2, 3)), z2, atol=1e-5)
     # ImageNet statistics by default; the input is normalised inside
-    assert np.allclose(enc.config()["mean"], [0.485, 0.456, 0.406]) and np.allclose(enc.config()["std"], [0.229, 0.224, 0.225])
+    assert np.allclose(enc.config()["mean"], [0.485, 0.456, 0.406])
+    assert np.allclose(enc.config()["std"], [0.229, 0.224, 0.225])
     with pytest.raises(InputError, match="layer"):
         PatchEncoder("resnet18", layer=7)
 

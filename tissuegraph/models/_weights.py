@@ -199,8 +199,9 @@ def match_state_dict(model, state: dict, *, strict: bool = True, where: str = "w
     if unexpected and strict:
         problems.append(f"unexpected keys {_describe_keys(unexpected)}")
     if problems:
+        arch = (getattr(model, "pretrained_cfg", None) or {}).get("architecture", "")
         raise InputError(
-            f"{where} does not fit {type(model).__name__} ({getattr(model, 'default_cfg', {}).get('architecture', '')}): "
+            f"{where} does not fit {type(model).__name__} ({arch}): "
             + "; ".join(problems) + ". Check the architecture name (model=...), in_chans and img_size, or "
             "pass strict=False to load a partial state dict (shape mismatches are never loaded).")
     if missing:
