@@ -93,20 +93,26 @@ def throughput(slide_path: str, arch: str, *, n_patches: int, batch: int, repeat
     tg.emb.patches(samples[:batch].copy(), slide_path, model=enc, mpp=0.5, size=224, batch_size=batch,
                    key_added="warm", progress=False)
 
-    def run_bare(t):
-        t0 = time.perf_counter()
+    cpu = {"bare": [], "bare_cl": [], "tg": []}  # process CPU seconds per patch (all threads)
+
+    def run_bare(t, what):
+        t0, c0 = time.perf_counter(), time.process_time()
         with torch.inference_mode():
             for b in sizes:
                 model(t[:b])
+        cpu[what].append((time.process_time() - c0) / n)
         return n / (time.perf_counter() - t0)
 
     for _ in range(repeats):
-        bare.append(run_bare(x))
-        t0 = time.perf_counter()
+        bare.append(run_bare(x, "bare"))
+        t0, c0 = time.perf_counter(), time.process_time()
         tg.emb.patches(samples, slide_path, model=enc, mpp=0.5, size=224, batch_size=batch, key_added="bench",
                        progress=False)
+        cpu["tg"].append((time.process_time() - c0) / n)
         ours.append(n / (time.perf_counter() - t0))
-        bare_cl.append(run_bare(x_cl))
+        bare_cl.append(run_bare(x_cl, "bare_cl"))
+    best_cpu = [min(a, b) for a, b in zip(cpu["bare"], cpu["bare_cl"])]
+    cpu_ratios = [b / o for b, o in zip(best_cpu, cpu["tg"])]
     best = [max(a, b) for a, b in zip(bare, bare_cl)]
     ratios = [o / b for o, b in zip(ours, best)]
     return {"arch": arch, "n_patches": n, "batch_size": batch, "repeats": repeats,
@@ -114,7 +120,9 @@ def throughput(slide_path: str, arch: str, *, n_patches: int, batch: int, repeat
             "ratios_vs_best_bare": ratios, "ratios_vs_nchw_bare": [o / b for o, b in zip(ours, bare)],
             "bare_median": float(np.median(bare)), "bare_channels_last_median": float(np.median(bare_cl)),
             "tg_median": float(np.median(ours)), "ratio_median": float(np.median(ratios)),
-            "ratio_of_medians": float(np.median(ours) / max(np.median(bare), np.median(bare_cl)))}
+            "ratio_of_medians": float(np.median(ours) / max(np.median(bare), np.median(bare_cl))),
+            "cpu_s_per_patch": cpu, "cpu_ratios_vs_best_bare": cpu_ratios,
+            "cpu_ratio_median": float(np.median(cpu_ratios))}
 
 
 def rss_child(slide_path: str, mpp: float) -> None:
@@ -215,6 +223,15 @@ def report(r: dict) -> str:
             lines.append(f"| {t['arch']} | {t['n_patches']} | {t['batch_size']} | {t['bare_median']:.2f} | "
                          f"{t['bare_channels_last_median']:.2f} | {t['tg_median']:.2f} | **{t['ratio_median']:.3f}** | "
                          f"{', '.join(f'{v:.3f}' for v in t['ratios_vs_best_bare'])} |")
+        if all("cpu_ratio_median" in t for t in r["throughput"]):
+            lines += ["", "CPU time per patch (process time of all threads; insensitive to other processes' load):", "",
+                      "| model | bare NCHW (ms) | bare channels-last (ms) | tg.emb.patches (ms) | "
+                      "CPU-time ratio, faster bare / tg (median) | per-repeat |", "|---|---|---|---|---|---|"]
+            for t in r["throughput"]:
+                c = t["cpu_s_per_patch"]
+                lines.append(f"| {t['arch']} | {1e3 * np.median(c['bare']):.1f} | {1e3 * np.median(c['bare_cl']):.1f} | "
+                             f"{1e3 * np.median(c['tg']):.1f} | **{t['cpu_ratio_median']:.3f}** | "
+                             f"{', '.join(f'{v:.3f}' for v in t['cpu_ratios_vs_best_bare'])} |")
         lines += ["", "Each repeat runs bare NCHW, tg.emb.patches, bare channels-last back to back; the ratio divides "
                   "tg's speed by the faster of the two bare runs of that repeat. tg's reader hands the model "
                   "channels-last tensors (the uint8 HWC tiles seen as NCHW, no transposing copy), the layout "
