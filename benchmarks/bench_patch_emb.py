@@ -229,7 +229,8 @@ def report(r: dict) -> str:
                       "CPU-time ratio, faster bare / tg (median) | per-repeat |", "|---|---|---|---|---|---|"]
             for t in r["throughput"]:
                 c = t["cpu_s_per_patch"]
-                lines.append(f"| {t['arch']} | {1e3 * np.median(c['bare']):.1f} | {1e3 * np.median(c['bare_cl']):.1f} | "
+                lines.append(f"| {t['arch']} | {1e3 * np.median(c['bare']):.1f} | "
+                             f"{1e3 * np.median(c['bare_cl']):.1f} | "
                              f"{1e3 * np.median(c['tg']):.1f} | **{t['cpu_ratio_median']:.3f}** | "
                              f"{', '.join(f'{v:.3f}' for v in t['cpu_ratios_vs_best_bare'])} |")
         lines += ["", "Each repeat runs bare NCHW, tg.emb.patches, bare channels-last back to back; the ratio divides "
