@@ -4,35 +4,17 @@
 - :func:`gnn`: GNN embeddings of every sample's cell graph (untrained twin from a seed, or a trained model);
   :func:`gnn_twins`: several untrained twins (default 5 seeds), also on topology only;
   :func:`train_gnn`: offline training (deep graph infomax, GraphCL, masked features, supervised).
-- Patch encoders (CNN/ViT) and the colour control are in ``tissuegraph.emb`` as well (see their modules).
+- :func:`patches`, :func:`patch_twins`, :func:`train_patches`: timm patch encoders (CNN / ViT) on the
+  samples' pixels, their untrained twins, offline training (SimCLR, supervised);
+- :func:`color`: the non-learned colour / intensity control.
 
-Light at import: torch and torch-geometric load inside the functions.
+Light at import: torch, torch-geometric and timm load inside the functions.
 """
 
 from __future__ import annotations
 
-import importlib
-
+from ._color import color
 from ._gnn import INPUTS, gnn, gnn_twins, train_gnn
+from ._patches import patch_twins, patches, train_patches
 
-__all__ = ["gnn", "gnn_twins", "train_gnn"]
-
-# other producers of representations (patch encoders, colour control) are imported on first access
-_FALLBACK = ("_patches", "_patch", "_color")
-
-
-def __getattr__(name: str):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    for mod_name in _FALLBACK:
-        try:
-            mod = importlib.import_module(f"{__name__}.{mod_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{mod_name}":
-                raise
-            continue
-        if hasattr(mod, name):
-            value = getattr(mod, name)
-            globals()[name] = value
-            return value
-    raise AttributeError(f"module 'tissuegraph.emb' has no attribute {name!r}")
+__all__ = ["gnn", "gnn_twins", "train_gnn", "patches", "patch_twins", "train_patches", "color"]

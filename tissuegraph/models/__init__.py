@@ -5,7 +5,8 @@
   deep graph infomax, GraphCL-style contrastive, masked-feature reconstruction, supervised).
 - Saving and loading a model as ``model.safetensors`` + ``card.json`` (:func:`save_model`,
   :func:`load_model`, :func:`weights_sha256`).
-- Patch encoders (timm) live in ``tissuegraph.models.patch``.
+- Patch encoders through timm (:class:`PatchEncoder`: any architecture, seeded random or local weights,
+  pooled intermediate blocks) and their training (:func:`train_patch_simclr`, :func:`train_patch_supervised`).
 
 ``import tissuegraph.models`` is light: torch and torch-geometric are imported on first use of a name
 (module-level ``__getattr__``), so ``tg.models`` can be listed and documented without them.
@@ -29,10 +30,12 @@ _LAZY = {
     "weights_sha256": "_io",
     # patch encoders (tissuegraph/models/patch.py, tissuegraph/models/_weights.py)
     "PatchEncoder": "patch",
+    "train_patch_simclr": "_patch_train",
+    "train_patch_supervised": "_patch_train",
 }
 
 __all__ = ["GNNEncoder", "GraphBatch", "gnn_encoder", "train_gnn_encoder", "save_model", "load_model",
-           "load_weights", "weights_sha256"]
+           "load_weights", "weights_sha256", "PatchEncoder", "train_patch_simclr", "train_patch_supervised"]
 
 # submodules that may define further public names (the patch encoders); searched for names not above
 _FALLBACK = ("patch", "_weights")
