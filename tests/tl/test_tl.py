@@ -63,7 +63,7 @@ def test_nhood_enrichment_library_key_shuffles_within_groups():
     a = make_cells(400, graph="delaunay")
     # second half is another slide where everything is type t0: shuffling within slides keeps that
     a.obs["slide"] = pd.Categorical(["s1"] * 200 + ["s2"] * 200)
-    ct = a.obs["cell_type"].astype(str).to_numpy()
+    ct = np.array(a.obs["cell_type"].astype(str), dtype=object)
     ct[200:] = "t0"
     a.obs["cell_type"] = pd.Categorical(ct)
     A = a.obsp["spatial_connectivities"].tolil()
