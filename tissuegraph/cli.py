@@ -58,18 +58,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     _add_common(p)
 
-    p = sub.add_parser("segment", help="segment nuclei; write an instance-label TIFF (and a table for slides)")
-    p.add_argument("input", type=Path)
-    p.add_argument("-o", "--output", type=Path, required=True, help="LABELS.tif")
-    p.add_argument("--method", default="auto", choices=["auto", "watershed", "stardist", "labels"])
-    p.add_argument("--model", default=None, help="StarDist model name or local folder")
-    p.add_argument("--labels", default=None, help="for --method labels: label image / GeoJSON / CSV")
-    p.add_argument("--mpp", type=float, default=None, help="µm/px of the input if its metadata lacks it")
-    p.add_argument("--seg-mpp", type=float, default=None, help="µm/px to segment at")
+    p = sub.add_parser("segment", help="segment nuclei; write an instance-label TIFF (and a table for slides)",
+                       description="Segment the nuclei of an image or slide and write an instance-label TIFF "
+                                   "(0 = background, 1..N = one id per nucleus); slides also get a nucleus "
+                                   "table (.parquet) next to it.")
+    p.add_argument("input", type=Path, help="image or slide (PNG/JPEG/TIFF/OME-TIFF/SVS/NDPI/...)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="LABELS.tif to write (required)")
+    p.add_argument("--method", default="auto", choices=["auto", "watershed", "stardist", "labels"],
+                   help="auto (default): the backend that measured best for the image type (StarDist "
+                        "where a shipped model beats the watershed, else the watershed); watershed: "
+                        "classical, no model; stardist: a StarDist model (--model); labels: read labels "
+                        "made by another tool (--labels)")
+    p.add_argument("--model", default=None,
+                   help="StarDist model name or local model folder (default: the shipped model for the "
+                        "image type: tg_dsb2018_fluo for fluorescence)")
+    p.add_argument("--labels", default=None,
+                   help="for --method labels: instance labels made by another tool (label TIFF/zarr in "
+                        "level-0 px, QuPath GeoJSON or CSV); no default, required with --method labels")
+    p.add_argument("--channel", type=int, default=None,
+                   help="fluorescence: 0-based index of the nuclear-stain channel of a multi-channel image "
+                        "(default: the only channel; grey stored as RGB with equal channels is one channel)")
+    p.add_argument("--mpp", type=float, default=None,
+                   help="µm/px of the input, used when its metadata lacks it (default: from the metadata)")
+    p.add_argument("--seg-mpp", type=float, default=None,
+                   help="µm/px to segment at (default: the model's own µm/px, else native resolution)")
     p.add_argument("--tta", type=int, default=None, choices=[1, 2, 4, 8],
                    help="--method stardist: average the maps over this many flips/transposes "
                         "(default: the model's own setting, else 1)")
-    p.add_argument("--tile-size", type=int, default=1024)
+    p.add_argument("--tile-size", type=int, default=1024, help="tile edge in pixels (default 1024)")
     _add_common(p)
 
     p = sub.add_parser("synth", help="write a synthetic H&E slide with ground truth")
@@ -124,6 +140,11 @@ def _cmd_segment(args) -> int:
     from ._errors import InputError
     from .io import open_slide
 
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"Cannot create the folder {args.output.parent} for -o/--output "
+                         f"({exc.strerror or exc}); pass -o a path you can write to.") from exc
     slide = open_slide(args.input, mpp=args.mpp)
     if slide.mpp is None and args.seg_mpp is None:
         warnings.warn(f"{args.input}: no µm/px in the metadata and no --mpp: segmenting at the native "
@@ -134,6 +155,10 @@ def _cmd_segment(args) -> int:
         if args.method != "stardist":
             raise InputError(f"--tta applies to --method stardist, not --method {args.method}.")
         extra["tta"] = args.tta
+    if args.channel is not None:
+        if args.method == "labels":
+            raise InputError("--channel applies to --method auto, watershed or stardist, not labels.")
+        extra["channel"] = args.channel
     df = seg.nuclei(slide, method=args.method, model=args.model, labels=args.labels, mpp=args.seg_mpp,
                     tile_size=args.tile_size, n_jobs=args.n_jobs, labels_out=args.output, seed=args.seed,
                     mask="all" if is_plain else "auto", **extra)
@@ -170,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"demo": _cmd_demo, "run": _cmd_run, "segment": _cmd_segment, "synth": _cmd_synth}[args.command](args)
     except TissuegraphError as exc:
-        print(f"tissuegraph {args.command}: error: {exc}", file=sys.stderr)
+        print(f"tissuegraph {args.command}: error: {exc.for_cli()}", file=sys.stderr)
         return 2
 
 
