@@ -291,7 +291,8 @@ def parse_keras_log(path: Path) -> dict[str, list[float]]:
     return out
 
 
-def finalize_nuinsseg(folder: Path, *, data: Path, seed: int, log: Path | None, command: str) -> None:
+def finalize_nuinsseg(folder: Path, *, data: Path, seed: int, log: Path | None, command: str,
+                      optimize: bool = True) -> None:
     """Turn an interrupted ``nuinsseg`` training folder (config.json + weights_best.h5, the best
     validation-loss checkpoint so far) into a complete model folder: StarDist's threshold optimisation on
     the validation organs, tissuegraph.json as :func:`tissuegraph.seg.train_stardist` writes it, and the
@@ -315,7 +316,11 @@ def finalize_nuinsseg(folder: Path, *, data: Path, seed: int, log: Path | None, 
     model = StarDist2D(None, name=folder.name, basedir=str(folder.parent))
     model.load_weights("weights_best.h5")
     t0 = time.time()
-    model.optimize_thresholds(Xv, Yv, predict_kwargs={"verbose": 0, "n_tiles": None, "show_tile_progress": False})
+    if optimize:
+        model.optimize_thresholds(Xv, Yv, predict_kwargs={"verbose": 0, "n_tiles": None,
+                                                          "show_tile_progress": False})
+    else:  # StarDist's defaults; the detection thresholds are then chosen by bench_seg_accuracy_nuinsseg.py
+        (folder / "thresholds.json").write_text(json.dumps({"prob": 0.5, "nms": 0.4}))
     print(f"thresholds optimised in {time.time() - t0:.0f} s: {json.loads((folder / 'thresholds.json').read_text())}")
     for extra in ("weights_last.h5", "weights_now.h5"):
         if (folder / extra).exists():
@@ -401,6 +406,8 @@ def main(argv=None) -> int:
                    help="nuinsseg: complete an interrupted training folder from its best checkpoint "
                         "(thresholds, tissuegraph.json); --log names the training log for the loss history")
     p.add_argument("--log", default=None, help="with --finalize: the training log (Keras progress)")
+    p.add_argument("--no-optimize", action="store_true",
+                   help="with --finalize: skip StarDist's threshold optimisation (prob 0.5, nms 0.4)")
     args = p.parse_args(argv)
 
     import tissuegraph as tg
@@ -413,6 +420,7 @@ def main(argv=None) -> int:
             p.error("--finalize is for nuinsseg")
         finalize_nuinsseg(Path(args.finalize), data=Path(args.data) if args.data else shared_data_dir(),
                           seed=args.seed, log=Path(args.log) if args.log else None,
+                          optimize=not args.no_optimize,
                           command="python benchmarks/train_stardist_models.py nuinsseg (stopped by hand), then "
                                   "python benchmarks/train_stardist_models.py " + " ".join(
                                       sys.argv[1:] if argv is None else argv))

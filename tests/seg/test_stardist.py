@@ -408,7 +408,7 @@ def test_fine_tune_from_existing_model(tiny_stardist, nuclei_2d, tmp_path):
         [img[:128, :128], img[128:256, :128]], [lab[:128, :128], lab[128:256, :128]],
         validation=([img[:128, 128:256]], [lab[:128, 128:256]]), init=tiny_stardist.folder,
         unet_n_depth=3, patch_size=(64, 64), epochs=1, steps_per_epoch=2, batch_size=2,
-        optimize_thresholds=False, basedir=tmp_path, name="tuned", mpp=0.65, seed=1, n_threads=2)
+        optimize_thresholds=False, basedir=tmp_path, name="tuned", mpp=0.65, seed=1, n_threads=1)
     cfg = json.loads((be.folder / "config.json").read_text())
     assert cfg["unet_n_depth"] == 2 and cfg["unet_n_filter_base"] == 16  # architecture of init
     assert be.mpp == 0.65 and be.info["training"]["init"] == str(tiny_stardist.folder)

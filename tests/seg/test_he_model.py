@@ -1,0 +1,81 @@
+"""The shipped H&E StarDist model ``tg_nuinsseg_he`` (trained on NuInsSeg, CC BY 4.0) and its recipe."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tissuegraph as tg
+from tissuegraph.seg._stardist import SHIPPED_DIR
+
+REPO = Path(__file__).resolve().parents[2]
+FOLDER = SHIPPED_DIR / "tg_nuinsseg_he"
+
+
+def test_shipped_folder_is_small_with_licence_and_citation():
+    files = {p.name for p in FOLDER.iterdir()}
+    assert {"config.json", "weights_best.h5", "thresholds.json", "tissuegraph.json", "LICENSE.md"} <= files
+    assert sum(p.stat().st_size for p in FOLDER.iterdir()) < 8e6
+    lic = (FOLDER / "LICENSE.md").read_text()
+    assert "CC BY 4.0" in lic and "10.1038/s41597-024-03117-2" in lic and "Mahbod" in lic
+    info = json.loads((FOLDER / "tissuegraph.json").read_text())
+    assert info["mpp"] == 0.5 and info["rgb_to"] == "hematoxylin" and info["modality"] == "he"
+    assert "CC BY 4.0" in info["licence"]["weights"] and "Mahbod" in info["licence"]["citation"]
+    split = info["split"]
+    organs = [set(split[k]) for k in ("train_organs", "val_organs", "test_organs")]
+    assert not (organs[0] & organs[1]) and not (organs[0] & organs[2]) and not (organs[1] & organs[2])
+    ids = [set(split[k]) for k in ("train", "val", "test")]
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    assert "tg_nuinsseg_he" in tg.seg.stardist_models()
+
+
+def test_auto_picks_the_he_model_for_he_and_fluo_model_for_fluorescence():
+    he = tg.seg.get_backend("auto", modality="he")
+    assert he.name == "tg_nuinsseg_he" and he.mpp == 0.5
+    assert tg.seg.get_backend("auto", modality="fluorescence").name == "tg_dsb2018_fluo"
+    assert tg.seg.get_backend("watershed", modality="he").name == "watershed"  # still available
+
+
+@pytest.fixture(scope="module")
+def he_tile():
+    t = tg.datasets.synthetic_tissue((384, 384), mpp=0.5, seed=100, tissue_fraction=1.0)
+    return np.asarray(t.image), np.asarray(t.labels)
+
+
+def test_finds_the_synthetic_nuclei_and_maps_back_from_other_resolutions(he_tile, keras_home):
+    """Centroid F1 within 3 µm on a synthetic H&E tile at the model's 0.5 µm/px, and the same image
+    upsampled 2x (given as 0.25 µm/px): the backend resamples to 0.5 and returns labels at 0.25."""
+    from skimage.transform import resize
+
+    img, truth = he_tile
+    be = tg.seg.load_stardist("tg_nuinsseg_he")
+    truth_xy = tg.seg.centroids_from_labels(truth)
+    lab, _ = be.segment(img, mpp=0.5)
+    s = tg.seg.detection_scores(tg.seg.centroids_from_labels(lab), truth_xy, radius_um=3.0, mpp=0.5)
+    assert s["f1"] >= 0.9, s
+    up = np.clip(resize(img, (768, 768), order=1, preserve_range=True), 0, 255).astype(np.uint8)
+    lab2, _ = be.segment(up, mpp=0.25)
+    assert lab2.shape == (768, 768)
+    s2 = tg.seg.detection_scores(tg.seg.centroids_from_labels(lab2), (truth_xy + 0.5) * 2 - 0.5,
+                                 radius_um=3.0, mpp=0.25)
+    assert s2["f1"] >= 0.9, s2
+
+
+@pytest.mark.shared_data
+def test_nuinsseg_split_is_by_organ(shared_data):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from train_stardist_models import nuinsseg_index, nuinsseg_split
+
+    index = nuinsseg_index(shared_data)
+    split = nuinsseg_split(index, seed=0)
+    assert sorted(split["train"] + split["val"] + split["test"]) == sorted(index["source_folder"].unique())
+    assert len(split["val"]) == 4 and len(split["test"]) == 4
+    for k in ("val", "test"):  # 3 human + 1 mouse organs each
+        species = index.drop_duplicates("source_folder").set_index("source_folder").loc[split[k], "species"]
+        assert sorted(species) == ["human", "human", "human", "mouse"]
+    info = json.loads((FOLDER / "tissuegraph.json").read_text())
+    assert info["split"]["test_organs"] == split["test"] and info["split"]["val_organs"] == split["val"]
