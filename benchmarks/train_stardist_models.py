@@ -346,7 +346,10 @@ def finalize_nuinsseg(folder: Path, *, data: Path, seed: int, log: Path | None, 
             "augment": {"scale": list(cfg["scale"])}, "seed": seed,
             "init": str(Path("tissuegraph/seg/models/tg_dsb2018_fluo")),
             "stopped_early": "training stopped by hand at the time limit; weights = best validation loss "
-                             "so far (weights_best.h5); thresholds optimised afterwards (finalize_nuinsseg)",
+                             "so far (weights_best.h5); " + (
+                                 "thresholds optimised afterwards (finalize_nuinsseg)" if optimize else
+                                 "thresholds: StarDist's defaults until chosen on the validation organs "
+                                 "(bench_seg_accuracy_nuinsseg.py choose --write-choice)"),
             "best_epoch": (int(np.argmin(hist["val_loss"])) + 1) if hist["val_loss"] else None,
             "val_loss": hist["val_loss"], "loss": hist["loss"], "tissuegraph_version": __version__,
         },

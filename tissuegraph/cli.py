@@ -66,12 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="LABELS.tif to write (required)")
     p.add_argument("--method", default="auto", choices=["auto", "watershed", "stardist", "labels"],
                    help="auto (default): the backend that measured best for the image type (StarDist "
-                        "where a shipped model beats the watershed, else the watershed); watershed: "
+                        "tg_dsb2018_fluo for fluorescence, the watershed for H&E); watershed: "
                         "classical, no model; stardist: a StarDist model (--model); labels: read labels "
                         "made by another tool (--labels)")
     p.add_argument("--model", default=None,
                    help="StarDist model name or local model folder (default: the shipped model for the "
-                        "image type: tg_dsb2018_fluo for fluorescence)")
+                        "image type: tg_dsb2018_fluo for fluorescence, tg_nuinsseg_he for H&E)")
     p.add_argument("--labels", default=None,
                    help="for --method labels: instance labels made by another tool (label TIFF/zarr in "
                         "level-0 px, QuPath GeoJSON or CSV); no default, required with --method labels")

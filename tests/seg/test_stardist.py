@@ -459,8 +459,8 @@ def test_auto_modality_picks_the_model_by_channels(tiny_stardist, nuclei_2d, off
     with pytest.raises(tg.InputError, match="got 2 channels"):
         auto.segment(np.zeros((64, 64, 2)))
     # with both shipped
-    shutil.copytree(_rgb_model_dir(tiny_stardist), shipped / "tg_dsb2018_he")
+    shutil.copytree(_rgb_model_dir(tiny_stardist), shipped / "tg_nuinsseg_he")
     assert tg.seg.default_model_available("auto")
     auto = tg.seg.load_stardist(modality="auto")
-    assert auto.backend_for(np.zeros((8, 8, 3))).name == "tg_dsb2018_he"
-    assert tg.seg.load_stardist(modality="he").name == "tg_dsb2018_he"
+    assert auto.backend_for(np.zeros((8, 8, 3))).name == "tg_nuinsseg_he"
+    assert tg.seg.load_stardist(modality="he").name == "tg_nuinsseg_he"

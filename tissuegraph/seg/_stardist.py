@@ -65,7 +65,7 @@ _ALIASES = {
 #: Models that ship inside the package (``tissuegraph/seg/models/<name>``), trained by
 #: ``benchmarks/train_stardist_models.py`` on CC0 data; the offline defaults.
 SHIPPED_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODELS = {"fluorescence": "tg_dsb2018_fluo", "brightfield": "tg_dsb2018_he"}
+DEFAULT_MODELS = {"fluorescence": "tg_dsb2018_fluo", "brightfield": "tg_nuinsseg_he"}
 
 TG_INFO_FILE = "tissuegraph.json"
 _WEIGHT_PATTERNS = ("*.h5", "*.hdf5")
@@ -1038,8 +1038,9 @@ def load_stardist(model: str | os.PathLike | None = None, *, modality: str | Non
     model
         One of
 
-        - a model shipped with tissuegraph (offline): ``'tg_dsb2018_fluo'`` (fluorescence) and, if
-          present, ``'tg_dsb2018_he'`` (H&E / brightfield); see :func:`stardist_models`;
+        - a model shipped with tissuegraph (offline): ``'tg_dsb2018_fluo'`` (fluorescence) and
+          ``'tg_nuinsseg_he'`` (H&E, 0.5 µm/px, trained on NuInsSeg, CC BY 4.0); see
+          :func:`stardist_models`;
         - a StarDist pretrained name (``'2D_versatile_he'``, ``'2D_versatile_fluo'``,
           ``'2D_paper_dsb2018'``): looked up in ``tg.settings.cache_dir / 'stardist' / name`` and the
           Keras cache (``$KERAS_HOME`` or ``~/.keras``, ``models/StarDist2D/name``), else downloaded
