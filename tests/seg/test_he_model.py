@@ -82,3 +82,39 @@ def test_nuinsseg_split_is_by_organ(shared_data):
         assert sorted(species) == ["human", "human", "human", "mouse"]
     info = json.loads((FOLDER / "tissuegraph.json").read_text())
     assert info["split"]["test_organs"] == split["test"] and info["split"]["val_organs"] == split["val"]
+
+
+def test_scale_jitter_keeps_image_and_labels_aligned_and_mirrors_separate():
+    """train_stardist(augment={'scale': ...}): the zoom moves image and labels together; when the patch
+    shrinks, the mirror-padded copy of a nucleus cut by the border is a separate object."""
+    from scipy import ndimage as ndi
+    from skimage.draw import disk
+
+    from tissuegraph.seg._train import _make_augmenter, _zoom_pair
+
+    y = np.zeros((96, 96), np.int32)
+    for i, (r, c) in enumerate([(20, 20), (50, 60), (90, 4)], start=1):  # the last one cut by the border
+        rr, cc = disk((r, c), 7, shape=y.shape)
+        y[rr, cc] = i
+    x = (y > 0).astype(np.float32)[..., None]
+    rng = np.random.default_rng(0)
+    for s in (0.6, 0.8, 1.25, 1.6):
+        xo, yo = _zoom_pair(x, y, s, rng)
+        assert xo.shape == x.shape and yo.shape == y.shape
+        assert np.mean((xo[..., 0] > 0.5) == (yo > 0)) > 0.98
+        for k in np.unique(yo[yo > 0]):  # every object one connected piece (no merged mirror images)
+            assert ndi.label(yo == k)[1] == 1, (s, k)
+        # the whole disks (ids 1, 2) entirely inside the output: area scaled by s**2 (radius 7: 149 px)
+        sizes = np.bincount(yo.ravel())[1:]
+        inner = [k for k in (1, 2) if k <= len(sizes) and sizes[k - 1] and not _touches_border(yo == k)]
+        if inner:
+            assert np.allclose([sizes[k - 1] for k in inner], 149 * s * s, rtol=0.2), (s, sizes)
+    aug = _make_augmenter(0, scale=(0.75, 1.33))
+    outs = [aug(x, y) for _ in range(6)]
+    assert all(o[0].shape == x.shape and o[1].shape == y.shape for o in outs)
+    with pytest.raises(tg.InputError):
+        _make_augmenter(0, scale=(1.2, 0.8))
+
+
+def _touches_border(mask: np.ndarray) -> bool:
+    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
