@@ -8,6 +8,10 @@ The exact commands used for the shipped models are recorded in ``tissuegraph/seg
     python benchmarks/train_stardist_models.py he --out tissuegraph/seg/models
     # H&E model from CRCHisto nucleus centres (research use only: for the benchmark, never shipped)
     python benchmarks/train_stardist_models.py crchisto --out /tmp/tg_models
+    # shipped H&E model tg_nuinsseg_he: NuInsSeg (CC BY 4.0), split by organ, 0.5 um/px, HED + scale jitter
+    python benchmarks/train_stardist_models.py nuinsseg --out RUN_DIR
+    # ... an interrupted run: complete the folder from its best checkpoint
+    python benchmarks/train_stardist_models.py nuinsseg --finalize RUN_DIR/tg_nuinsseg_he --no-optimize --log LOG
 
 Data: ``../shared/data/dsb2018/train`` (or ``$TISSUEGRAPH_SHARED_DATA/dsb2018/train``), never copied
 into the package.  The split is deterministic (see :func:`dsb_split`):
@@ -22,6 +26,13 @@ into the package.  The split is deterministic (see :func:`dsb_split`):
 - crchisto: CRCHistoPhenotypes *train* images only (centres, no masks): pseudo-masks from the centres
   (:func:`tissuegraph.seg.labels_from_points` cut by the watershed foreground); 60 train / 10 validate
   (:func:`crchisto_split`); CRCHisto's validation folder stays the test set.
+
+- nuinsseg: ``../shared/data/nuinsseg`` (665 H&E images, 31 organ folders, one slide each), split by
+  organ (:func:`nuinsseg_split`: 3 human + 1 mouse organs validate, 3 + 1 more are the test set, 23
+  train); images resampled from the assumed 0.25 to 0.5 µm/px, each training image plus 2 HED-jittered
+  copies (:func:`hed_jitter`), scale jitter ×0.75-1.33 on the fly; fine-tuned from the fluorescence
+  model on the haematoxylin density.  Thresholds are chosen on the validation organs with
+  ``benchmarks/bench_seg_accuracy_nuinsseg.py choose``.
 
 The split (image ids) is stored in each model's ``tissuegraph.json``.  Accuracy is measured by
 ``benchmarks/bench_seg_accuracy_stardist.py``.
