@@ -5,6 +5,7 @@ more than 10%. Each measurement runs in a fresh subprocess so that peak RSS (ru_
 run alone. Synthetic slides are made once and cached in --workdir. ``watershed`` segments the H&E
 slide (tissue tiles only); ``stardist`` (the shipped fluorescence model ``tg_dsb2018_fluo``) segments the
 same slide turned into a one-channel haematoxylin image (every tile: fluorescence has no tissue mask);
+``stardist_he`` (the shipped H&E model ``tg_nuinsseg_he``, 0.5 µm/px) segments the RGB slide (tissue tiles);
 ``labels`` reads the slide's true instance-label pyramid (bring-your-own labels from another tool).
 MP/s is slide area over wall time. Peak memory is sampled by thread timing (two tiles in flight), so
 ``--repeats`` runs each measurement several times and the ratio uses the largest peak of each size.
@@ -33,6 +34,8 @@ path, method, n_jobs, tile = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys
 slide = tg.io.open_slide(path)
 if method == "labels":  # bring your own: the slide's true instance labels, as another tool would give
     backend = tg.seg.get_backend("labels", labels=path.replace(".tiff", ".labels.tiff"))
+elif method == "stardist_he":  # the shipped H&E model (NuInsSeg) on the RGB slide
+    backend = tg.seg.get_backend("stardist", model="tg_nuinsseg_he", modality="he")
 else:
     backend = tg.seg.get_backend(method)
     # warm-up on a small crop so that one-off costs (TF graph building, imports) are not counted

@@ -8,6 +8,10 @@ The exact commands used for the shipped models are recorded in ``tissuegraph/seg
     python benchmarks/train_stardist_models.py he --out tissuegraph/seg/models
     # H&E model from CRCHisto nucleus centres (research use only: for the benchmark, never shipped)
     python benchmarks/train_stardist_models.py crchisto --out /tmp/tg_models
+    # shipped H&E model tg_nuinsseg_he: NuInsSeg (CC BY 4.0), split by organ, 0.5 um/px, HED + scale jitter
+    python benchmarks/train_stardist_models.py nuinsseg --out RUN_DIR
+    # ... an interrupted run: complete the folder from its best checkpoint
+    python benchmarks/train_stardist_models.py nuinsseg --finalize RUN_DIR/tg_nuinsseg_he --no-optimize --log LOG
 
 Data: ``../shared/data/dsb2018/train`` (or ``$TISSUEGRAPH_SHARED_DATA/dsb2018/train``), never copied
 into the package.  The split is deterministic (see :func:`dsb_split`):
@@ -22,6 +26,13 @@ into the package.  The split is deterministic (see :func:`dsb_split`):
 - crchisto: CRCHistoPhenotypes *train* images only (centres, no masks): pseudo-masks from the centres
   (:func:`tissuegraph.seg.labels_from_points` cut by the watershed foreground); 60 train / 10 validate
   (:func:`crchisto_split`); CRCHisto's validation folder stays the test set.
+
+- nuinsseg: ``../shared/data/nuinsseg`` (665 H&E images, 31 organ folders, one slide each), split by
+  organ (:func:`nuinsseg_split`: 3 human + 1 mouse organs validate, 3 + 1 more are the test set, 23
+  train); images resampled from the assumed 0.25 to 0.5 µm/px, each training image plus 2 HED-jittered
+  copies (:func:`hed_jitter`), scale jitter ×0.75-1.33 on the fly; fine-tuned from the fluorescence
+  model on the haematoxylin density.  Thresholds are chosen on the validation organs with
+  ``benchmarks/bench_seg_accuracy_nuinsseg.py choose``.
 
 The split (image ids) is stored in each model's ``tissuegraph.json``.  Accuracy is measured by
 ``benchmarks/bench_seg_accuracy_stardist.py``.
@@ -118,6 +129,16 @@ CONFIGS = {
                                  "CRCHistoPhenotypes train images with pseudo-masks made from the annotated "
                                  "nucleus centres (labels_from_points). CRCHisto is for research use only: "
                                  "this model must not be redistributed."),
+    # NuInsSeg (CC BY 4.0, shipped): H&E instance masks of 31 organs, split by organ; trained at 0.5 µm/px
+    # (images resampled from the assumed 0.25) on the haematoxylin density with stain (HED) and scale
+    # jitter, fine-tuned from the shipped fluorescence model
+    "nuinsseg": dict(modality="he", name="tg_nuinsseg_he", epochs=30, steps=50, lr=5e-4, mpp=0.5,
+                     rgb_to="hematoxylin", init=str(REPO / "tissuegraph" / "seg" / "models" / "tg_dsb2018_fluo"),
+                     patch=224, stain_copies=2, scale=(0.75, 1.33),
+                     description="StarDist 2-D, H&E nuclei at {mpp} um/px; input = {input}; {origin} "
+                                 "NuInsSeg (Mahbod et al., Sci Data 2024, CC BY 4.0; 23 of its 31 human and "
+                                 "mouse organs, images resampled from 0.25 um/px) with stain (HED) and scale "
+                                 "jitter."),
 }
 
 
@@ -168,6 +189,211 @@ def crchisto_pseudo_labels(X, P, mpp: float) -> list[np.ndarray]:
     return out
 
 
+# ----------------------------------------------------------------------------------------------------
+# NuInsSeg (CC BY 4.0): H&E, 31 human and mouse organs, one slide per organ
+# ----------------------------------------------------------------------------------------------------
+NUINSSEG_MPP = 0.25  # the data README's assumption (40x; from InstanSeg's loader, not the authors' files)
+NUINSSEG_TRAIN_MPP = 0.5  # trained at 0.5 µm/px: near CRCHisto (0.55) and the synthetic slide (0.5)
+NUINSSEG_CITATION = ("Mahbod A, Polak C, Feldmann K, et al. NuInsSeg: A fully annotated dataset for nuclei "
+                     "instance segmentation in H&E-stained histological images. Scientific Data 11, 295 "
+                     "(2024). doi:10.1038/s41597-024-03117-2")
+
+
+def nuinsseg_index(data: Path):
+    import pandas as pd
+
+    return pd.read_csv(data / "nuinsseg" / "index.csv")
+
+
+def nuinsseg_split(index, *, seed: int = 0, n_val: tuple[int, int] = (3, 1),
+                   n_test: tuple[int, int] = (3, 1)) -> dict[str, list[str]]:
+    """Split NuInsSeg **by organ** (each organ folder is one slide): ``n_val`` = (human, mouse) organ
+    folders validate (early stopping, thresholds, every choice), ``n_test`` more are the test set (never
+    used for training or any choice), the rest train.  Drawn with ``seed``; returns folder names."""
+    rng = np.random.default_rng(seed)
+    out = {"val": [], "test": [], "train": []}
+    for k, species in enumerate(("human", "mouse")):
+        folders = sorted(index.loc[index["species"] == species, "source_folder"].unique())
+        order = [folders[i] for i in rng.permutation(len(folders))]
+        out["val"] += order[:n_val[k]]
+        out["test"] += order[n_val[k]:n_val[k] + n_test[k]]
+        out["train"] += order[n_val[k] + n_test[k]:]
+    out = {k: sorted(v) for k, v in out.items()}
+    assert not (set(out["val"]) & set(out["test"])) and not (set(out["train"]) & set(out["val"] + out["test"]))
+    return out
+
+
+def load_nuinsseg(data: Path, folders, *, target_mpp: float | None = NUINSSEG_TRAIN_MPP):
+    """(ids, RGB uint8 images, instance labels) of the NuInsSeg images of the given organ folders,
+    resampled from the assumed 0.25 µm/px to ``target_mpp`` (None: native).  Label ids that are not one
+    connected piece keep only their largest piece (the README's 208 fragmented ids)."""
+    import tifffile
+    from PIL import Image
+    from skimage.transform import resize
+
+    index = nuinsseg_index(data)
+    rows = index[index["source_folder"].isin(list(folders))].sort_values("id")
+    ids, X, Y = [], [], []
+    for _, r in rows.iterrows():
+        img = np.asarray(Image.open(data / "nuinsseg" / r["image"]).convert("RGB"))
+        lab = _largest_pieces(tifffile.imread(data / "nuinsseg" / r["label"]).astype(np.int32))
+        if target_mpp is not None and target_mpp != float(r["mpp"]):
+            f = float(r["mpp"]) / target_mpp
+            shape = (int(round(img.shape[0] * f)), int(round(img.shape[1] * f)))
+            img = np.clip(resize(img, shape, order=1, preserve_range=True, anti_aliasing=f < 1), 0, 255
+                          ).round().astype(np.uint8)
+            lab = resize(lab, shape, order=0, preserve_range=True, anti_aliasing=False).astype(np.int32)
+        ids.append(r["id"])
+        X.append(img)
+        Y.append(lab)
+    return ids, X, Y
+
+
+def _largest_pieces(lab: np.ndarray) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    out = lab.copy()
+    for i, sl in enumerate(ndi.find_objects(lab), start=1):
+        if sl is None:
+            continue
+        m = lab[sl] == i
+        cc, n = ndi.label(m, structure=np.ones((3, 3)))
+        if n > 1:
+            sizes = np.bincount(cc.ravel())[1:]
+            out[sl][m & (cc != 1 + int(np.argmax(sizes)))] = 0
+    return out
+
+
+def hed_jitter(rgb: np.ndarray, rng, *, scale: float = 0.25, shift: float = 0.1, vector: float = 0.05
+               ) -> np.ndarray:
+    """Stain augmentation of an RGB uint8 H&E image: colour-deconvolve (haematoxylin, eosin, DAB;
+    ``skimage.color.rgb2hed``), scale each stain's density by a log-uniform factor in
+    [1/(1+scale), 1+scale] and shift it by up to ``shift`` × its 99th percentile, then recompose RGB
+    with stain vectors perturbed by N(0, ``vector``) (so a fixed deconvolution afterwards sees some
+    eosin in the haematoxylin channel, as on real slides stained differently from the reference)."""
+    from skimage.color import combine_stains, rgb2hed, rgb_from_hed
+
+    hed = rgb2hed(rgb)
+    for k in range(3):
+        ch = hed[..., k]
+        a = float(np.exp(rng.uniform(-np.log1p(scale), np.log1p(scale))))
+        b = float(rng.uniform(-shift, shift)) * float(np.percentile(ch, 99))
+        hed[..., k] = np.clip(ch * a + b, 0, None)
+    m = rgb_from_hed + rng.normal(0, vector, size=rgb_from_hed.shape)
+    m = np.clip(m, 1e-3, None)
+    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    out = combine_stains(hed, m)
+    return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
+
+
+def parse_keras_log(path: Path) -> dict[str, list[float]]:
+    """Per-epoch ``loss`` / ``val_loss`` from a Keras progress log (the end-of-epoch lines)."""
+    import re
+
+    text = Path(path).read_text(errors="replace")
+    out: dict[str, list[float]] = {"loss": [], "val_loss": []}
+    for chunk in re.split(r"Epoch \d+/\d+", text)[1:]:
+        m_val = re.findall(r"- val_loss: ([0-9.]+)", chunk)
+        if not m_val:
+            continue  # epoch not finished
+        m_loss = re.findall(r" - loss: ([0-9.]+)", chunk.split("val_")[0])
+        out["val_loss"].append(float(m_val[-1]))
+        out["loss"].append(float(m_loss[-1]) if m_loss else float("nan"))
+    return out
+
+
+def finalize_nuinsseg(folder: Path, *, data: Path, seed: int, log: Path | None, command: str,
+                      optimize: bool = True) -> None:
+    """Turn an interrupted ``nuinsseg`` training folder (config.json + weights_best.h5, the best
+    validation-loss checkpoint so far) into a complete model folder: StarDist's threshold optimisation on
+    the validation organs, tissuegraph.json as :func:`tissuegraph.seg.train_stardist` writes it, and the
+    other checkpoints removed."""
+    import shutil
+
+    from tissuegraph.seg._stardist import TG_INFO_FILE, _init_tensorflow, rgb_to_channel
+    from tissuegraph.seg._train import _max_object_px, _normalise
+
+    cfg = CONFIGS["nuinsseg"]
+    organs = nuinsseg_split(nuinsseg_index(data), seed=seed)
+    ids, _, Y0 = load_nuinsseg(data, organs["train"], target_mpp=cfg["mpp"])
+    vids, Xv, Yv = load_nuinsseg(data, organs["val"], target_mpp=cfg["mpp"])
+    from stardist import fill_label_holes
+
+    Xv = [_normalise(rgb_to_channel(x, how="hematoxylin"), (1.0, 99.8), False) for x in Xv]
+    Yv = [fill_label_holes(y) for y in Yv]
+    _init_tensorflow(2)
+    from stardist.models import StarDist2D
+
+    model = StarDist2D(None, name=folder.name, basedir=str(folder.parent))
+    model.load_weights("weights_best.h5")
+    t0 = time.time()
+    if optimize:
+        model.optimize_thresholds(Xv, Yv, predict_kwargs={"verbose": 0, "n_tiles": None,
+                                                          "show_tile_progress": False})
+    else:  # StarDist's defaults; the detection thresholds are then chosen by bench_seg_accuracy_nuinsseg.py
+        (folder / "thresholds.json").write_text(json.dumps({"prob": 0.5, "nms": 0.4}))
+    print(f"thresholds optimised in {time.time() - t0:.0f} s: {json.loads((folder / 'thresholds.json').read_text())}")
+    for extra in ("weights_last.h5", "weights_now.h5"):
+        if (folder / extra).exists():
+            (folder / extra).unlink()
+    if (folder / "logs").is_dir():
+        shutil.rmtree(folder / "logs")
+    hist = parse_keras_log(log) if log else {"loss": [], "val_loss": []}
+    conf = json.loads((folder / "config.json").read_text())
+    from tissuegraph import __version__
+
+    info = {
+        "mpp": cfg["mpp"], "modality": "he", "rgb_to": "hematoxylin",
+        "description": cfg["description"].format(
+            mpp=cfg["mpp"], input="haematoxylin optical density (colour deconvolution)",
+            origin="fine-tuned by tissuegraph from tg_dsb2018_fluo on"),
+        "normalize": {"percentiles": [1.0, 99.8], "joint_channels": False},
+        "max_object_px": _max_object_px([fill_label_holes(y) for y in Y0] + Yv),
+        "training": {
+            "n_train_images": len(ids) * (1 + cfg["stain_copies"]), "n_val_images": len(vids),
+            "epochs": len(hist["val_loss"]), "epochs_planned": int(conf["train_epochs"]),
+            "steps_per_epoch": int(conf["train_steps_per_epoch"]), "batch_size": int(conf["train_batch_size"]),
+            "patch_size": list(conf["train_patch_size"]), "learning_rate": float(conf["train_learning_rate"]),
+            "augment": {"scale": list(cfg["scale"])}, "seed": seed,
+            "init": str(Path("tissuegraph/seg/models/tg_dsb2018_fluo")),
+            "stopped_early": "training stopped by hand at the time limit; weights = best validation loss "
+                             "so far (weights_best.h5); " + (
+                                 "thresholds optimised afterwards (finalize_nuinsseg)" if optimize else
+                                 "thresholds: StarDist's defaults until chosen on the validation organs "
+                                 "(bench_seg_accuracy_nuinsseg.py choose --write-choice)"),
+            "best_epoch": (int(np.argmin(hist["val_loss"])) + 1) if hist["val_loss"] else None,
+            "val_loss": hist["val_loss"], "loss": hist["loss"], "tissuegraph_version": __version__,
+        },
+    }
+    (folder / TG_INFO_FILE).write_text(json.dumps(info, indent=2))
+    _write_nuinsseg_provenance(folder, data=data, seed=seed, command=command)
+
+
+def _write_nuinsseg_provenance(folder: Path, *, data: Path, seed: int, command: str) -> None:
+    """Training data note, split, command and licence/citation into tissuegraph.json."""
+    from tissuegraph.seg._stardist import TG_INFO_FILE
+
+    cfg = CONFIGS["nuinsseg"]
+    organs = nuinsseg_split(nuinsseg_index(data), seed=seed)
+    index = nuinsseg_index(data)
+    info = json.loads((folder / TG_INFO_FILE).read_text())
+    info["training"]["data"] = (
+        f"nuinsseg (NuInsSeg, CC BY 4.0): the images of {len(organs['train'])} organ folders, resampled from "
+        f"{NUINSSEG_MPP} (assumed) to {cfg['mpp']} um/px, + {cfg['stain_copies']} HED-jittered copies each "
+        f"(hed_jitter, seed {seed + 7}); validation: the organ folders {organs['val']}")
+    info["training"]["command"] = command
+    info["split"] = {
+        "by": "organ folder (one slide each)",
+        "train_organs": organs["train"], "val_organs": organs["val"], "test_organs": organs["test"],
+        "train": sorted(index.loc[index["source_folder"].isin(organs["train"]), "id"]),
+        "val": sorted(index.loc[index["source_folder"].isin(organs["val"]), "id"]),
+        "test": sorted(index.loc[index["source_folder"].isin(organs["test"]), "id"]),
+    }
+    info["licence"] = {"weights": "CC BY 4.0 (trained on NuInsSeg, CC BY 4.0; see LICENSE.md in this folder)",
+                       "data": "NuInsSeg, CC BY 4.0", "citation": NUINSSEG_CITATION}
+    (folder / TG_INFO_FILE).write_text(json.dumps(info, indent=2))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("which", choices=sorted(CONFIGS))
@@ -179,7 +405,7 @@ def main(argv=None) -> int:
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--filters", type=int, default=32)
     p.add_argument("--conv-after", type=int, default=128)
-    p.add_argument("--patch", type=int, default=256)
+    p.add_argument("--patch", type=int, default=None, help="patch size (default 256; nuinsseg 224)")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -190,6 +416,12 @@ def main(argv=None) -> int:
                    help="he/crchisto: train on the RGB image (3 channels) instead of the haematoxylin density; "
                         "from scratch unless --init names a 3-channel model")
     p.add_argument("--init", default=None, help="fine-tune from this model (name or folder)")
+    p.add_argument("--finalize", default=None, metavar="FOLDER",
+                   help="nuinsseg: complete an interrupted training folder from its best checkpoint "
+                        "(thresholds, tissuegraph.json); --log names the training log for the loss history")
+    p.add_argument("--log", default=None, help="with --finalize: the training log (Keras progress)")
+    p.add_argument("--no-optimize", action="store_true",
+                   help="with --finalize: skip StarDist's threshold optimisation (prob 0.5, nms 0.4)")
     args = p.parse_args(argv)
 
     import tissuegraph as tg
@@ -197,12 +429,22 @@ def main(argv=None) -> int:
 
     set_verbosity("INFO")
     cfg = CONFIGS[args.which]
+    if args.finalize:
+        if args.which != "nuinsseg":
+            p.error("--finalize is for nuinsseg")
+        finalize_nuinsseg(Path(args.finalize), data=Path(args.data) if args.data else shared_data_dir(),
+                          seed=args.seed, log=Path(args.log) if args.log else None,
+                          optimize=not args.no_optimize,
+                          command="python benchmarks/train_stardist_models.py nuinsseg (stopped by hand), then "
+                                  "python benchmarks/train_stardist_models.py " + " ".join(
+                                      sys.argv[1:] if argv is None else argv))
+        return 0
     package_models = (REPO / "tissuegraph").resolve()
     if args.which == "crchisto" and Path(args.out).resolve().is_relative_to(package_models):
         p.error("the crchisto model is trained on research-use-only data and must not go into the package: "
                 "pass --out DIR outside tissuegraph/")
-    if args.which != "crchisto" and args.mpp is not None:
-        p.error("--mpp is for crchisto only (DSB 2018 records no pixel size)")
+    if args.which not in ("crchisto", "nuinsseg") and args.mpp is not None:
+        p.error("--mpp is for crchisto and nuinsseg only (DSB 2018 records no pixel size)")
     description = cfg["description"]
     init = args.init or (None if args.rgb else cfg.get("init"))
     data = Path(args.data) if args.data else shared_data_dir()
@@ -222,6 +464,27 @@ def main(argv=None) -> int:
         data_note = ("crchisto/train (CRCHistoPhenotypes, research use only), pseudo-masks from centres: "
                      f"labels_from_points radius {CRC_POINT_RADIUS_UM[0]} um, core {CRC_POINT_RADIUS_UM[1]} um, "
                      f"cut by watershed_nuclei foreground; images resampled from {CRC_MPP} to {train_mpp} um/px")
+    elif args.which == "nuinsseg":
+        organs = nuinsseg_split(nuinsseg_index(data), seed=args.seed)
+        train_mpp = args.mpp or cfg["mpp"]
+        ids, X0, Y0 = load_nuinsseg(data, organs["train"], target_mpp=train_mpp)
+        vids, Xv, Yv = load_nuinsseg(data, organs["val"], target_mpp=train_mpp)
+        # stain augmentation: each training image plus `stain_copies` HED-jittered copies (seeded)
+        rng = np.random.default_rng(args.seed + 7)
+        X, Y = list(X0), list(Y0)
+        for _ in range(cfg["stain_copies"]):
+            X += [hed_jitter(x, rng) for x in X0]
+            Y += list(Y0)
+        split = {"train_organs": organs["train"], "val_organs": organs["val"], "test_organs": organs["test"],
+                 "train": ids, "val": vids,
+                 "test": "nuinsseg images of test_organs (never used here); crchisto; dsb2018 brightfield"}
+        description = description.format(
+            mpp=train_mpp, input="haematoxylin optical density (colour deconvolution)",
+            origin=f"fine-tuned by tissuegraph from {Path(init).name} on" if init else "trained by tissuegraph on")
+        data_note = (f"nuinsseg (NuInsSeg, CC BY 4.0), {len(ids)} images of {len(organs['train'])} organ "
+                     f"folders, resampled from {NUINSSEG_MPP} (assumed) to {train_mpp} um/px, + "
+                     f"{cfg['stain_copies']} HED-jittered copies each (hed_jitter, seed {args.seed + 7}); "
+                     f"validation: {len(vids)} images of the organ folders {organs['val']}")
     else:
         split = dsb_split(dsb_index(data), cfg["modality"], seed=args.seed)
         X, Y = load_dsb(data, split["train"], cfg["modality"])
@@ -235,9 +498,11 @@ def main(argv=None) -> int:
     t0 = time.time()
     backend = tg.seg.train_stardist(
         X, Y, validation=(Xv, Yv), n_rays=32, grid=(2, 2), epochs=epochs, steps_per_epoch=steps,
-        patch_size=(args.patch, args.patch), batch_size=args.batch, learning_rate=args.lr or cfg["lr"],
+        patch_size=(args.patch or cfg.get("patch", 256),) * 2, batch_size=args.batch,
+        learning_rate=args.lr or cfg["lr"],
         unet_n_depth=args.depth, unet_n_filter_base=args.filters, net_conv_after_unet=args.conv_after,
-        augment=True, basedir=args.out, name=name, mpp=args.mpp or cfg.get("mpp"), modality=cfg["modality"],
+        augment={"scale": cfg["scale"]} if cfg.get("scale") else True,
+        basedir=args.out, name=name, mpp=args.mpp or cfg.get("mpp"), modality=cfg["modality"],
         description=description, seed=args.seed, n_threads=args.threads, overwrite=True,
         init=init, rgb_to=None if args.rgb else cfg.get("rgb_to"),
         verbose=True,
@@ -249,6 +514,8 @@ def main(argv=None) -> int:
         sys.argv[1:] if argv is None else argv)
     info["split"] = {k: v for k, v in split.items()}
     info_path.write_text(json.dumps(info, indent=2))
+    if args.which == "nuinsseg":
+        _write_nuinsseg_provenance(backend.folder, data=data, seed=args.seed, command=info["training"]["command"])
     print(f"done in {time.time() - t0:.0f} s: {backend}", flush=True)
     return 0
 

@@ -21,7 +21,19 @@ __all__ = [
 
 
 class TissuegraphError(Exception):
-    """Base class of every error raised by tissuegraph."""
+    """Base class of every error raised by tissuegraph.
+
+    ``cli=`` optionally gives the same message worded for the command line (naming ``--options``
+    instead of Python keyword arguments); the ``tissuegraph`` command prints :meth:`for_cli`.
+    """
+
+    def __init__(self, *args, cli: str | None = None):
+        super().__init__(*args)
+        self.cli = cli
+
+    def for_cli(self) -> str:
+        """The message for a command-line user (the ``cli=`` wording if one was given)."""
+        return self.cli if self.cli else str(self)
 
 
 class InputError(TissuegraphError, ValueError):

@@ -7,6 +7,7 @@ progress bars for long work (see :func:`progress`).
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from contextlib import contextmanager
 from typing import Iterable, Iterator, TypeVar
@@ -19,6 +20,23 @@ logger.addHandler(logging.NullHandler())
 T = TypeVar("T")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever ``sys.stderr`` is at the time of each record (test
+    runners and notebooks replace it; a handler bound to an old, closed stream prints
+    "--- Logging error ---" tracebacks)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def set_verbosity(level: int | str = "INFO") -> None:
     """Send tissuegraph's log to stderr at ``level`` (used by the CLI)."""
     if isinstance(level, str):
@@ -26,7 +44,7 @@ def set_verbosity(level: int | str = "INFO") -> None:
     logger.setLevel(level)
     if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.NullHandler)
                for h in logger.handlers):
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
                                                datefmt="%H:%M:%S"))
         logger.addHandler(handler)

@@ -105,16 +105,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("segment", help="segment nuclei; write an instance-label TIFF (and a table for slides)",
-                       description="Segment the nuclei of an image or slide and write an instance-label TIFF.")
-    p.add_argument("input", type=Path, help="slide or image to segment")
-    p.add_argument("-o", "--output", type=Path, required=True,
-                   help="LABELS.tif (instance labels; for slides also LABELS.parquet with the nucleus table)")
+                       description="Segment the nuclei of an image or slide and write an instance-label TIFF "
+                                   "(0 = background, 1..N = one id per nucleus); slides also get a nucleus "
+                                   "table (.parquet) next to it.")
+    p.add_argument("input", type=Path, help="image or slide (PNG/JPEG/TIFF/OME-TIFF/SVS/NDPI/...)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="LABELS.tif to write (required)")
     p.add_argument("--method", default="auto", choices=["auto", "watershed", "stardist", "labels"],
-                   help="segmentation method")
-    p.add_argument("--model", default=None, help="StarDist model name or local folder")
-    p.add_argument("--labels", default=None, help="for --method labels: label image / GeoJSON / CSV")
-    p.add_argument("--mpp", type=float, default=None, help="µm/px of the input if its metadata lacks it")
-    p.add_argument("--seg-mpp", type=float, default=None, help="µm/px to segment at (None: the model's)")
+                   help="auto (default): the backend that measured best for the image type (StarDist "
+                        "tg_dsb2018_fluo for fluorescence, the watershed for H&E); watershed: "
+                        "classical, no model; stardist: a StarDist model (--model); labels: read labels "
+                        "made by another tool (--labels)")
+    p.add_argument("--model", default=None,
+                   help="StarDist model name or local model folder (default: the shipped model for the "
+                        "image type: tg_dsb2018_fluo for fluorescence, tg_nuinsseg_he for H&E)")
+    p.add_argument("--labels", default=None,
+                   help="for --method labels: instance labels made by another tool (label TIFF/zarr in "
+                        "level-0 px, QuPath GeoJSON or CSV); no default, required with --method labels")
+    p.add_argument("--channel", type=int, default=None,
+                   help="fluorescence: 0-based index of the nuclear-stain channel of a multi-channel image "
+                        "(default: the only channel; grey stored as RGB with equal channels is one channel)")
+    p.add_argument("--mpp", type=float, default=None,
+                   help="µm/px of the input, used when its metadata lacks it (default: from the metadata)")
+    p.add_argument("--seg-mpp", type=float, default=None,
+                   help="µm/px to segment at (default: the model's own µm/px, else native resolution)")
     p.add_argument("--tta", type=int, default=None, choices=[1, 2, 4, 8],
                    help="--method stardist: average the maps over this many flips/transposes "
                         "(None: the model's own setting, else 1)")
@@ -193,6 +206,11 @@ def _cmd_segment(args) -> int:
     from ._errors import InputError
     from .io import open_slide
 
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"Cannot create the folder {args.output.parent} for -o/--output "
+                         f"({exc.strerror or exc}); pass -o a path you can write to.") from exc
     slide = open_slide(args.input, mpp=args.mpp)
     if slide.mpp is None and args.seg_mpp is None:
         warnings.warn(f"{args.input}: no µm/px in the metadata and no --mpp: segmenting at the native "
@@ -203,6 +221,10 @@ def _cmd_segment(args) -> int:
         if args.method != "stardist":
             raise InputError(f"--tta applies to --method stardist, not --method {args.method}.")
         extra["tta"] = args.tta
+    if args.channel is not None:
+        if args.method == "labels":
+            raise InputError("--channel applies to --method auto, watershed or stardist, not labels.")
+        extra["channel"] = args.channel
     df = seg.nuclei(slide, method=args.method, model=args.model, labels=args.labels, mpp=args.seg_mpp,
                     tile_size=args.tile_size, n_jobs=args.n_jobs, labels_out=args.output, seed=args.seed,
                     mask="all" if is_plain else "auto", **extra)
@@ -283,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"demo": _cmd_demo, "run": _cmd_run, "segment": _cmd_segment, "synth": _cmd_synth,
                 "culture": _cmd_culture, "bench": _cmd_bench}[args.command](args)
     except TissuegraphError as exc:
-        print(f"tissuegraph {args.command}: error: {exc}", file=sys.stderr)
+        print(f"tissuegraph {args.command}: error: {exc.for_cli()}", file=sys.stderr)
         return 2
 
 

@@ -157,8 +157,7 @@ def run(slide: Any, outdir: str | os.PathLike, *, segmenter: Any = "auto", model
         raise InputError(f"graph must be one of {GRAPHS}, got {graph!r}.")
     reps = _check_reps(reps)
     seed = settings.seed if seed is None else int(seed)
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _make_outdir(outdir)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     params = dict(segmenter=segmenter if isinstance(segmenter, str) else type(segmenter).__name__,
@@ -292,6 +291,21 @@ def _sample_tissue(slide):
     return TissueMask(np.ones((1, 1), bool), (w, h), {"method": "all (not brightfield)"})
 
 
+def _make_outdir(outdir: str | os.PathLike) -> Path:
+    """Create the output folder, or raise one clear error saying why it cannot be created."""
+    out = Path(outdir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        if out.exists() and not out.is_dir():
+            why = "a file of that name exists"
+        raise InputError(f"Cannot create the output folder {out} ({why}); pass an outdir you can write to.",
+                         cli=f"Cannot create the output folder {out} ({why}); pass -o/--outdir a folder "
+                             "you can write to.") from exc
+    return out
+
+
 def _write_outputs(out: Path, cells, samples, nuc, *, write_labels: bool) -> dict[str, str]:
     cells.write_h5ad(out / "cells.h5ad")
     samples.write_h5ad(out / "samples.h5ad")
@@ -363,8 +377,7 @@ def demo(outdir: str | os.PathLike, *, size: int = 4096, seed: int = 0, mpp: flo
     from .datasets import synthetic_slide
     from .seg import detection_scores
 
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _make_outdir(outdir)
     with timed("synthetic slide"):
         syn = synthetic_slide(out / "slide" / "synthetic.tiff", size=size, seed=seed, mpp=mpp, progress=progress)
     result = run(syn.path, out, segmenter=segmenter, graph=graph, n_jobs=n_jobs, progress=progress, seed=seed,

@@ -154,9 +154,11 @@ def test_resamples_to_model_mpp(tiny_stardist, nuclei_2d):
 def test_rgb_into_fluorescence_model_is_an_error_unless_explicit(tiny_stardist, nuclei_2d):
     img = nuclei_2d[0][:128, :128]
     rgb = np.stack([img, img, img], axis=-1)
+    # grey stored as RGB (equal channels) is one channel (issue 14); different channels are an error
+    assert np.array_equal(tiny_stardist.normalize(rgb), tiny_stardist.normalize(img))
     with pytest.raises(tg.InputError, match=r"expects 1 channel.*got 3 channel") as err:
-        tiny_stardist.segment(rgb)
-    assert "rgb_to_grey=True" in str(err.value)
+        tiny_stardist.segment(np.stack([img, img // 2, img], axis=-1))
+    assert "rgb_to_grey=True" in str(err.value) and "--channel" in err.value.for_cli()
     grey = tg.seg.load_stardist(tiny_stardist.folder, rgb_to_grey=True)
     assert grey.rgb_to == "grey"
     assert np.allclose(grey.normalize(rgb), tiny_stardist.normalize(img), atol=1e-5)
@@ -408,7 +410,7 @@ def test_fine_tune_from_existing_model(tiny_stardist, nuclei_2d, tmp_path):
         [img[:128, :128], img[128:256, :128]], [lab[:128, :128], lab[128:256, :128]],
         validation=([img[:128, 128:256]], [lab[:128, 128:256]]), init=tiny_stardist.folder,
         unet_n_depth=3, patch_size=(64, 64), epochs=1, steps_per_epoch=2, batch_size=2,
-        optimize_thresholds=False, basedir=tmp_path, name="tuned", mpp=0.65, seed=1, n_threads=2)
+        optimize_thresholds=False, basedir=tmp_path, name="tuned", mpp=0.65, seed=1, n_threads=1)
     cfg = json.loads((be.folder / "config.json").read_text())
     assert cfg["unet_n_depth"] == 2 and cfg["unet_n_filter_base"] == 16  # architecture of init
     assert be.mpp == 0.65 and be.info["training"]["init"] == str(tiny_stardist.folder)
@@ -454,13 +456,16 @@ def test_auto_modality_picks_the_model_by_channels(tiny_stardist, nuclei_2d, off
     raw = auto.predict(img)
     assert raw.model == "tg_dsb2018_fluo" and np.array_equal(auto.postprocess(raw)[0], labels)
     # no brightfield model offline: RGB images get the offline message, fluorescence still works
+    colour = np.zeros((64, 64, 3), np.uint8)
+    colour[..., 0] = 200  # RGB with different channels (equal channels are grey: the fluorescence model)
+    assert auto.backend_for(np.zeros((64, 64, 3), np.uint8)).name == "tg_dsb2018_fluo"
     with pytest.raises(tg.WeightsUnavailableError, match="2D_versatile_he"):
-        auto.segment(np.zeros((64, 64, 3), np.uint8))
+        auto.segment(colour)
     with pytest.raises(tg.InputError, match="got 2 channels"):
         auto.segment(np.zeros((64, 64, 2)))
     # with both shipped
-    shutil.copytree(_rgb_model_dir(tiny_stardist), shipped / "tg_dsb2018_he")
+    shutil.copytree(_rgb_model_dir(tiny_stardist), shipped / "tg_nuinsseg_he")
     assert tg.seg.default_model_available("auto")
     auto = tg.seg.load_stardist(modality="auto")
-    assert auto.backend_for(np.zeros((8, 8, 3))).name == "tg_dsb2018_he"
-    assert tg.seg.load_stardist(modality="he").name == "tg_dsb2018_he"
+    assert auto.backend_for(colour).name == "tg_nuinsseg_he"
+    assert tg.seg.load_stardist(modality="he").name == "tg_nuinsseg_he"

@@ -182,9 +182,10 @@ class _TiffBackend(_Backend):
 
         self._path = path
         try:
-            self._tif = tifffile.TiffFile(str(path))
-            series = self._tif.series[0]
-            page = series.pages[0] if series.pages else self._tif.pages[0]
+            with _tifffile_log_to_debug():
+                self._tif = tifffile.TiffFile(str(path))
+                series = self._tif.series[0]
+                page = series.pages[0] if series.pages else self._tif.pages[0]
         except (tifffile.TiffFileError, ValueError, IndexError, OSError, struct_error()) as exc:
             raise SlideFormatError(f"{path} is not a readable TIFF (corrupt, truncated or not an image): "
                                    f"{exc}") from exc
@@ -236,12 +237,69 @@ class _TiffBackend(_Backend):
             else:
                 out = np.asarray(a[y:y + h, x:x + w])
         except Exception as exc:
+            _drain_zarr_loop()
             raise SlideFormatError(f"Reading {self._path} at level {level}, region x={x}, y={y}, {w}x{h} "
                                    f"failed; the file is corrupt or truncated ({exc}).") from exc
         return out
 
     def close(self):
         self._tif.close()
+
+
+class _tifffile_log_to_debug:
+    """Route tifffile's own log warnings (e.g. "invalid page offset" on a truncated file) to
+    tissuegraph's debug log while a file is opened: the error raised afterwards says what is wrong."""
+
+    def __enter__(self):
+        import logging
+
+        self._log = logging.getLogger("tifffile")
+        self._filter = _ToDebug()
+        self._log.addFilter(self._filter)
+        return self
+
+    def __exit__(self, *exc):
+        self._log.removeFilter(self._filter)
+        return False
+
+
+class _ToDebug:
+    def filter(self, record) -> bool:
+        logger.debug("tifffile: %s", record.getMessage())
+        return False
+
+
+def _drain_zarr_loop(timeout: float = 30.0) -> None:
+    """After a failed zarr read, let the read's other chunk tasks finish on zarr's I/O event loop.
+
+    zarr returns the first chunk error at once and leaves the sibling tasks running; at interpreter exit
+    zarr closes its loop under them, which prints dozens of asyncio tracebacks ("Task was destroyed but
+    it is pending", "Event loop is closed") after tissuegraph's own error.  Waiting for them here (their
+    exceptions collected and dropped) keeps the failure to the one error tissuegraph raises.
+    """
+    import asyncio
+
+    try:
+        from zarr.core import sync as zsync
+    except ImportError:  # pragma: no cover - zarr 2 has no I/O loop
+        return
+    loop = zsync.loop[0] if isinstance(getattr(zsync, "loop", None), list) else None
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+
+    async def drain():
+        me = asyncio.current_task()
+        for _ in range(100):
+            pending = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+            if not pending:
+                return
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    fut = asyncio.run_coroutine_threadsafe(drain(), loop)
+    try:
+        fut.result(timeout)
+    except Exception:  # noqa: BLE001 - best effort: the read error is what the caller needs
+        fut.cancel()
 
 
 def struct_error():

@@ -65,7 +65,7 @@ _ALIASES = {
 #: Models that ship inside the package (``tissuegraph/seg/models/<name>``), trained by
 #: ``benchmarks/train_stardist_models.py`` on CC0 data; the offline defaults.
 SHIPPED_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODELS = {"fluorescence": "tg_dsb2018_fluo", "brightfield": "tg_dsb2018_he"}
+DEFAULT_MODELS = {"fluorescence": "tg_dsb2018_fluo", "brightfield": "tg_nuinsseg_he"}
 
 TG_INFO_FILE = "tissuegraph.json"
 _WEIGHT_PATTERNS = ("*.h5", "*.hdf5")
@@ -328,6 +328,15 @@ def rgb_to_channel(image: np.ndarray, *, how: str) -> np.ndarray:
         rgb = image if image.dtype == np.uint8 else np.clip(image, 0, None)
         return rgb2hed(rgb)[..., 0].astype(np.float32)
     raise InputError(f"Unknown RGB conversion {how!r}; use 'grey' or 'hematoxylin'.")
+
+
+def _equal_colour_channels(image: np.ndarray) -> bool:
+    """True for an (H, W, 3) or (H, W, 4) image whose colour channels are identical (grey stored as
+    RGB or RGBA; an alpha channel is ignored): one of them carries all the information."""
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        return False
+    c0 = image[..., 0]
+    return bool(np.array_equal(c0, image[..., 1]) and np.array_equal(c0, image[..., 2]))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -669,18 +678,24 @@ class StarDistBackend:
             hint = ("pass one channel (image[..., k], or channel=k when loading), or convert explicitly "
                     "with rgb_to='hematoxylin' (brightfield H&E) or rgb_to_grey=True (add invert=True for "
                     "brightfield, whose nuclei are dark), or "
-                    "use an H&E model such as 'tg_dsb2018_he' / '2D_versatile_he'")
+                    "use an H&E model such as 'tg_nuinsseg_he' / '2D_versatile_he'")
+            cli = ("pick the nuclear-stain channel with --channel K (0-based), or for a brightfield H&E "
+                   "image use --model tg_nuinsseg_he (or --method watershed)")
             kind = "1 channel (fluorescence)"
         elif self.n_channel_in == 3:
             hint = ("drop an alpha channel with image[..., :3]" if got == 4 else
                     "use a fluorescence model such as 'tg_dsb2018_fluo' / '2D_versatile_fluo' for "
                     "single-channel images")
+            cli = ("save the image without its alpha channel" if got == 4 else
+                   "use --model tg_dsb2018_fluo (or --method watershed) for single-channel images")
             kind = "3 channels (RGB brightfield, e.g. H&E)"
         else:
             hint = "pass an image with the channels the model was trained on"
+            cli = "pass an image with the channels the model was trained on, or use --method watershed"
             kind = f"{self.n_channel_in} channels"
-        return InputError(f"StarDist model {self.name!r} expects {kind}, got {got} channel(s) "
-                          f"(image shape {tuple(shape)}): {hint}.")
+        head = (f"StarDist model {self.name!r} expects {kind}, got {got} channel(s) "
+                f"(image shape {tuple(shape)}): ")
+        return InputError(f"{head}{hint}.", cli=f"{head}{cli}.")
 
     def _to_model_channels(self, image: np.ndarray) -> np.ndarray:
         """(H, W, n_channel_in) float32, before normalisation."""
@@ -699,6 +714,8 @@ class StarDistBackend:
                                      f"{image.shape}" + (" (drop alpha with image[..., :3])" if n_ch == 4 else "")
                                      + ".")
                 x = rgb_to_channel(image, how=self.rgb_to)
+            elif n_ch != 1 and _equal_colour_channels(image):
+                x = x[..., 0]  # grey stored as RGB(A) with equal channels (many microscopes, DSB 2018)
             elif n_ch != 1:
                 raise self._channels_error(n_ch, image.shape)
             x = x.reshape(x.shape[0], x.shape[1])
@@ -974,6 +991,8 @@ class AutoStarDistBackend:
     def backend_for(self, image: np.ndarray) -> StarDistBackend:
         image = np.asarray(image)
         n_ch = 1 if image.ndim == 2 else image.shape[-1]
+        if _equal_colour_channels(image):
+            n_ch = 1  # grey stored as RGB(A): the fluorescence model, which reads one of the channels
         mod = {1: "fluorescence", 3: "brightfield"}.get(n_ch)
         if mod in self._errors:
             raise self._errors[mod]
@@ -1019,8 +1038,9 @@ def load_stardist(model: str | os.PathLike | None = None, *, modality: str | Non
     model
         One of
 
-        - a model shipped with tissuegraph (offline): ``'tg_dsb2018_fluo'`` (fluorescence) and, if
-          present, ``'tg_dsb2018_he'`` (H&E / brightfield); see :func:`stardist_models`;
+        - a model shipped with tissuegraph (offline): ``'tg_dsb2018_fluo'`` (fluorescence) and
+          ``'tg_nuinsseg_he'`` (H&E, 0.5 µm/px, trained on NuInsSeg, CC BY 4.0); see
+          :func:`stardist_models`;
         - a StarDist pretrained name (``'2D_versatile_he'``, ``'2D_versatile_fluo'``,
           ``'2D_paper_dsb2018'``): looked up in ``tg.settings.cache_dir / 'stardist' / name`` and the
           Keras cache (``$KERAS_HOME`` or ``~/.keras``, ``models/StarDist2D/name``), else downloaded

@@ -87,15 +87,56 @@ def _normalise(x: np.ndarray, percentiles, joint: bool) -> np.ndarray:
     return ((x - lo) / (hi - lo + 1e-20)).astype(np.float32)
 
 
-def _make_augmenter(seed: int, *, intensity: bool = True, noise: float = 0.02):
-    """Random 90° rotations, flips, intensity scale/shift and a little Gaussian noise (seeded)."""
+def _zoom_pair(x: np.ndarray, y: np.ndarray, s: float, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Zoom a (patch, labels) pair by ``s`` about a random point, keeping the patch shape.
+
+    ``s > 1`` magnifies (a random ``1/s`` crop resized up); ``s < 1`` shrinks (the patch is
+    mirror-padded to ``1/s`` its size, then resized down).  Mirrored labels get new ids, so a nucleus
+    cut by the border and its mirror image stay two objects.  Image bilinear, labels nearest.
+    """
+    from skimage.transform import resize
+
+    h, w = y.shape
+    sh, sw = max(1, int(round(h / s))), max(1, int(round(w / s)))
+    if s >= 1:
+        oy, ox = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
+        xs, ys = x[oy:oy + sh, ox:ox + sw], y[oy:oy + sh, ox:ox + sw]
+    else:
+        py, px = sh - h, sw - w
+        top, left = int(rng.integers(0, py + 1)), int(rng.integers(0, px + 1))
+        pad = ((top, py - top), (left, px - left))
+        xs = np.pad(x, pad + ((0, 0),) * (x.ndim - 2), mode="symmetric")
+        ys = np.pad(y, pad, mode="symmetric").astype(np.int64)
+        ry = np.pad(np.zeros(h, np.int64), pad[0], mode="constant", constant_values=0)
+        ry[:top], ry[top + h:] = 1, 2
+        rx = np.pad(np.zeros(w, np.int64), pad[1], mode="constant", constant_values=0)
+        rx[:left], rx[left + w:] = 1, 2
+        region = 3 * ry[:, None] + rx[None, :]
+        ys = np.where(ys > 0, ys + region * (int(y.max()) + 1), 0)
+    xo = resize(xs, x.shape, order=1, preserve_range=True, anti_aliasing=s < 1).astype(np.float32)
+    yo = resize(ys, y.shape, order=0, preserve_range=True, anti_aliasing=False).astype(y.dtype if s >= 1 else np.int32)
+    return xo, yo
+
+
+def _make_augmenter(seed: int, *, intensity: bool = True, noise: float = 0.02,
+                    scale: tuple[float, float] | None = None):
+    """Random 90° rotations, flips, intensity scale/shift, a little Gaussian noise and, with ``scale``
+    = (lo, hi), a random zoom drawn log-uniformly from [lo, hi] (seeded)."""
     rng = np.random.default_rng(seed)
+    if scale is not None:
+        lo, hi = (float(v) for v in scale)
+        if not 0 < lo <= hi:
+            raise InputError(f"augment scale must be (lo, hi) with 0 < lo <= hi, got {scale!r}.")
 
     def augment(x, y):
         k = int(rng.integers(4))
         x, y = np.rot90(x, k, axes=(0, 1)), np.rot90(y, k, axes=(0, 1))
         if rng.random() < 0.5:
             x, y = x[:, ::-1], y[:, ::-1]
+        if scale is not None and hi > lo:
+            s = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+            if abs(np.log(s)) > 0.02:
+                x, y = _zoom_pair(np.asarray(x), np.asarray(y), s, rng)
         if intensity:
             x = x * np.float32(rng.uniform(0.6, 1.4)) + np.float32(rng.uniform(-0.2, 0.2))
         if noise > 0:
@@ -132,7 +173,7 @@ def train_stardist(
     unet_n_depth: int = 3,
     unet_n_filter_base: int = 32,
     net_conv_after_unet: int = 128,
-    augment: bool = True,
+    augment: bool | dict = True,
     percentiles: tuple[float, float] = (1.0, 99.8),
     joint_channels: bool | None = None,
     rgb_to: str | None = None,
@@ -175,7 +216,9 @@ def train_stardist(
     unet_n_depth, unet_n_filter_base, net_conv_after_unet
         Network size (StarDist's defaults: 3, 32, 128).
     augment
-        Random 90° rotations, flips, intensity changes and noise.
+        Random 90° rotations, flips, intensity changes and noise (``True``), nothing (``False``), or a
+        dict of options: ``scale=(lo, hi)`` adds a random zoom (scale jitter, log-uniform in [lo, hi]),
+        ``intensity`` (bool) and ``noise`` (float, default 0.02) as above.
     percentiles, joint_channels
         Normalisation (default: (1, 99.8); channels jointly for RGB, separately otherwise).
     rgb_to
@@ -313,7 +356,13 @@ def train_stardist(
     logger.info("Training StarDist %s: %d training / %d validation image(s), %d epochs x %d steps, "
                 "patches %s, grid %s, seed %d.", name, len(Xn), len(Xv), epochs, steps_per_epoch,
                 patch_size, grid, seed)
-    augmenter = _make_augmenter(seed) if augment else None
+    if isinstance(augment, dict):
+        unknown = set(augment) - {"scale", "intensity", "noise"}
+        if unknown:
+            raise InputError(f"Unknown augment option(s) {sorted(unknown)}; use scale, intensity, noise.")
+        augmenter = _make_augmenter(seed, **augment)
+    else:
+        augmenter = _make_augmenter(seed) if augment else None
     t0 = time.perf_counter()
     with timed(f"training StarDist model {name}"):
         ctx = _quiet_stdout("keras training") if not verbose else contextlib.nullcontext()
@@ -351,7 +400,7 @@ def train_stardist(
         "training": {
             "n_train_images": len(Xn), "n_val_images": len(Xv), "epochs": int(epochs),
             "steps_per_epoch": int(steps_per_epoch), "batch_size": int(batch_size),
-            "patch_size": list(patch_size), "learning_rate": float(learning_rate), "augment": bool(augment),
+            "patch_size": list(patch_size), "learning_rate": float(learning_rate), "augment": (dict(augment) if isinstance(augment, dict) else bool(augment)),
             "seed": seed, "init": None if init_folder is None else str(init_folder),
             "seconds": round(train_seconds, 1),
             "val_loss": [round(v, 5) for v in hist.get("val_loss", [])],

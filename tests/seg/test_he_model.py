@@ -1,0 +1,120 @@
+"""The shipped H&E StarDist model ``tg_nuinsseg_he`` (trained on NuInsSeg, CC BY 4.0) and its recipe."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tissuegraph as tg
+from tissuegraph.seg._stardist import SHIPPED_DIR
+
+REPO = Path(__file__).resolve().parents[2]
+FOLDER = SHIPPED_DIR / "tg_nuinsseg_he"
+
+
+def test_shipped_folder_is_small_with_licence_and_citation():
+    files = {p.name for p in FOLDER.iterdir()}
+    assert {"config.json", "weights_best.h5", "thresholds.json", "tissuegraph.json", "LICENSE.md"} <= files
+    assert sum(p.stat().st_size for p in FOLDER.iterdir()) < 8e6
+    lic = (FOLDER / "LICENSE.md").read_text()
+    assert "CC BY 4.0" in lic and "10.1038/s41597-024-03117-2" in lic and "Mahbod" in lic
+    info = json.loads((FOLDER / "tissuegraph.json").read_text())
+    assert info["mpp"] == 0.5 and info["rgb_to"] == "hematoxylin" and info["modality"] == "he"
+    assert "CC BY 4.0" in info["licence"]["weights"] and "Mahbod" in info["licence"]["citation"]
+    split = info["split"]
+    organs = [set(split[k]) for k in ("train_organs", "val_organs", "test_organs")]
+    assert not (organs[0] & organs[1]) and not (organs[0] & organs[2]) and not (organs[1] & organs[2])
+    ids = [set(split[k]) for k in ("train", "val", "test")]
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    assert "tg_nuinsseg_he" in tg.seg.stardist_models()
+
+
+def test_stardist_on_he_uses_the_shipped_model_and_auto_keeps_the_watershed():
+    """method='stardist' on H&E: tg_nuinsseg_he (offline).  method='auto' on H&E stays the watershed,
+    which measured better on CRCHisto (benchmarks/results/seg_accuracy_nuinsseg.md)."""
+    he = tg.seg.get_backend("stardist", modality="he")
+    assert he.name == "tg_nuinsseg_he" and he.mpp == 0.5 and he.rgb_to == "hematoxylin"
+    assert tg.seg.default_model_available("he") and tg.seg.default_model_available("auto")
+    assert tg.seg.get_backend("auto", modality="he").name == "watershed"
+    assert tg.seg.get_backend("auto", modality="fluorescence").name == "tg_dsb2018_fluo"
+
+
+@pytest.fixture(scope="module")
+def he_tile():
+    t = tg.datasets.synthetic_tissue((384, 384), mpp=0.5, seed=100, tissue_fraction=1.0)
+    return np.asarray(t.image), np.asarray(t.labels)
+
+
+def test_finds_the_synthetic_nuclei_and_maps_back_from_other_resolutions(he_tile, keras_home):
+    """Centroid F1 within 3 µm on a synthetic H&E tile at the model's 0.5 µm/px, and the same image
+    upsampled 2x (given as 0.25 µm/px): the backend resamples to 0.5 and returns labels at 0.25."""
+    from skimage.transform import resize
+
+    img, truth = he_tile
+    be = tg.seg.load_stardist("tg_nuinsseg_he")
+    truth_xy = tg.seg.centroids_from_labels(truth)
+    lab, _ = be.segment(img, mpp=0.5)
+    s = tg.seg.detection_scores(tg.seg.centroids_from_labels(lab), truth_xy, radius_um=3.0, mpp=0.5)
+    assert s["f1"] >= 0.9, s
+    up = np.clip(resize(img, (768, 768), order=1, preserve_range=True), 0, 255).astype(np.uint8)
+    lab2, _ = be.segment(up, mpp=0.25)
+    assert lab2.shape == (768, 768)
+    s2 = tg.seg.detection_scores(tg.seg.centroids_from_labels(lab2), (truth_xy + 0.5) * 2 - 0.5,
+                                 radius_um=3.0, mpp=0.25)
+    assert s2["f1"] >= 0.9, s2
+
+
+@pytest.mark.shared_data
+def test_nuinsseg_split_is_by_organ(shared_data):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from train_stardist_models import nuinsseg_index, nuinsseg_split
+
+    index = nuinsseg_index(shared_data)
+    split = nuinsseg_split(index, seed=0)
+    assert sorted(split["train"] + split["val"] + split["test"]) == sorted(index["source_folder"].unique())
+    assert len(split["val"]) == 4 and len(split["test"]) == 4
+    for k in ("val", "test"):  # 3 human + 1 mouse organs each
+        species = index.drop_duplicates("source_folder").set_index("source_folder").loc[split[k], "species"]
+        assert sorted(species) == ["human", "human", "human", "mouse"]
+    info = json.loads((FOLDER / "tissuegraph.json").read_text())
+    assert info["split"]["test_organs"] == split["test"] and info["split"]["val_organs"] == split["val"]
+
+
+def test_scale_jitter_keeps_image_and_labels_aligned_and_mirrors_separate():
+    """train_stardist(augment={'scale': ...}): the zoom moves image and labels together; when the patch
+    shrinks, the mirror-padded copy of a nucleus cut by the border is a separate object."""
+    from scipy import ndimage as ndi
+    from skimage.draw import disk
+
+    from tissuegraph.seg._train import _make_augmenter, _zoom_pair
+
+    y = np.zeros((96, 96), np.int32)
+    for i, (r, c) in enumerate([(20, 20), (50, 60), (90, 4)], start=1):  # the last one cut by the border
+        rr, cc = disk((r, c), 7, shape=y.shape)
+        y[rr, cc] = i
+    x = (y > 0).astype(np.float32)[..., None]
+    rng = np.random.default_rng(0)
+    for s in (0.6, 0.8, 1.25, 1.6):
+        xo, yo = _zoom_pair(x, y, s, rng)
+        assert xo.shape == x.shape and yo.shape == y.shape
+        assert np.mean((xo[..., 0] > 0.5) == (yo > 0)) > 0.98
+        for k in np.unique(yo[yo > 0]):  # every object one connected piece (no merged mirror images)
+            assert ndi.label(yo == k)[1] == 1, (s, k)
+        # the whole disks (ids 1, 2) entirely inside the output: area scaled by s**2 (radius 7: 149 px)
+        sizes = np.bincount(yo.ravel())[1:]
+        inner = [k for k in (1, 2) if k <= len(sizes) and sizes[k - 1] and not _touches_border(yo == k)]
+        if inner:
+            assert np.allclose([sizes[k - 1] for k in inner], 149 * s * s, rtol=0.2), (s, sizes)
+    aug = _make_augmenter(0, scale=(0.75, 1.33))
+    outs = [aug(x, y) for _ in range(6)]
+    assert all(o[0].shape == x.shape and o[1].shape == y.shape for o in outs)
+    with pytest.raises(tg.InputError):
+        _make_augmenter(0, scale=(1.2, 0.8))
+
+
+def _touches_border(mask: np.ndarray) -> bool:
+    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
