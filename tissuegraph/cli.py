@@ -28,6 +28,16 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
 
 
+def _add_reps(p: argparse.ArgumentParser) -> None:
+    """The representation options of ``demo`` and ``run``."""
+    p.add_argument("--reps", nargs="*", default=["color", "gnn", "cnn"], choices=["color", "gnn", "cnn"],
+                   metavar="REP", help="representations added beside X_structural: color (colour control), gnn "
+                                       "(untrained GIN twins), cnn (untrained ResNet-18 twin); give none for only "
+                                       "the structural baseline")
+    p.add_argument("--train", action="store_true",
+                   help="also train a GIN (deep graph infomax) and a ResNet-18 (SimCLR) on this slide's samples")
+
+
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
     """Help with every option's default shown (not for required options, nor a None the text explains)."""
 
@@ -66,12 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segmenter", default="auto", choices=["auto", "watershed", "stardist"],
                    help="nucleus segmentation method ('auto': the best measured for the modality)")
     p.add_argument("--graph", default="delaunay", choices=["knn", "radius", "delaunay"], help="cell graph")
-    p.add_argument("--reps", nargs="*", default=["color", "gnn", "cnn"], choices=["color", "gnn", "cnn"],
-                   metavar="REP", help="representations added beside X_structural: color (colour control), gnn "
-                                       "(untrained GIN twins), cnn (untrained ResNet-18 twin); give none for only "
-                                       "the structural baseline")
-    p.add_argument("--train", action="store_true",
-                   help="also train a GIN (deep graph infomax) and a ResNet-18 (SimCLR) on this slide's samples")
+    _add_reps(p)
     _add_common(p)
 
     p = sub.add_parser("run", help="tiles -> nuclei -> features -> graph -> samples on one slide",
@@ -96,12 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep grid patches with at least this fraction on tissue (0 keeps all)")
     p.add_argument("--tile-size", type=int, default=1024, help="segmentation tile edge in working pixels")
     p.add_argument("--overwrite", action="store_true", help="replace a run with other parameters in OUTDIR")
-    p.add_argument("--reps", nargs="*", default=["color", "gnn", "cnn"], choices=["color", "gnn", "cnn"],
-                   metavar="REP", help="representations added beside X_structural: color (colour control), gnn "
-                                       "(untrained GIN twins), cnn (untrained ResNet-18 twin); give none for only "
-                                       "the structural baseline")
-    p.add_argument("--train", action="store_true",
-                   help="also train a GIN (deep graph infomax) and a ResNet-18 (SimCLR) on this slide's samples")
+    _add_reps(p)
     _add_common(p)
 
     p = sub.add_parser("segment", help="segment nuclei; write an instance-label TIFF (and a table for slides)",

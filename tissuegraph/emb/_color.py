@@ -27,7 +27,7 @@ from .._errors import InputError
 from .._logging import logger, progress_bar, timed
 from ..feat._stain import rgb_to_od, stain_od, white_level
 from . import _pixels as P
-from ._patches import record_representation
+from ._record import record_representation
 
 __all__ = ["color"]
 

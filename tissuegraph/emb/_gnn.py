@@ -48,6 +48,7 @@ import scipy.sparse as sp
 from .. import _keys as K
 from .._errors import InputError
 from .._logging import logger, progress_bar, timed
+from ._record import record_representation
 
 __all__ = ["gnn", "gnn_twins", "train_gnn", "INPUTS"]
 
@@ -428,29 +429,8 @@ def _run_models(graphs: _SampleGraphs, models: list[tuple[Any, int | str]], *, b
     return outs
 
 
-def _storable(v: Any) -> Any:
-    """A value .h5ad can hold (anndata writes None, bool, numbers, strings, lists and dicts of them)."""
-    if v is None or isinstance(v, (str, bool, int, float)):
-        return v
-    if isinstance(v, (np.integer, np.floating, np.bool_)):
-        return v.item()
-    if isinstance(v, Mapping):
-        return {str(k): _storable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        items = [_storable(x) for x in v]
-        if items and all(isinstance(x, Mapping) for x in items):  # list of dicts -> dict keyed by position
-            return {str(i): x for i, x in enumerate(items)}
-        return items
-    return str(v)
-
-
-def _record(samples, key: str, X: np.ndarray, rec: dict) -> None:
-    samples.obsm[key] = X
-    samples.uns[K.uns.feature_names(key)] = np.asarray([f"{key[2:]}_{i}" for i in range(X.shape[1])], dtype=object)
-    reps = samples.uns.get(K.uns.representations)
-    reps = dict(reps) if isinstance(reps, Mapping) else {}
-    reps[key] = _storable(rec)
-    samples.uns[K.uns.representations] = reps
+def _column_names(key: str, X: np.ndarray) -> list[str]:
+    return [f"{key[2:]}_{i}" for i in range(X.shape[1])]
 
 
 def _architecture_kwargs(conv: str, hidden: int, depth: int, norm: str, pool: str, heads: int) -> dict:
@@ -596,7 +576,7 @@ def _gnn_untrained(samples, cells, *, conv, inputs, seeds, layer, arch, key_adde
                "twin_group": f"gnn:{m.architecture}:{iname}" + (f":{tag}" if tag else ""),
                "weights_sha256": _weights_hash(m),
                "params": {**_base_params(graphs, graph_key, batch_nodes, n_empty), "architecture_kwargs": m.config()}}
-        _record(samples, key, X, rec)
+        record_representation(samples, key, X, rec, names=_column_names(key, X))
         logger.info("%s: samples.obsm[%r] (%d x %d)", what, key, *X.shape)
 
 
@@ -638,7 +618,7 @@ def _gnn_trained(samples, cells, *, module, card, layer, key_added, graph_key, b
            "architecture": module.architecture, "inputs": iname, "layer": layer, "seed": card.get("seed"),
            "twin_group": f"gnn:{module.architecture}:{iname}" + (f":{tag}" if tag else ""),
            "weights_sha256": _weights_hash(module), "params": params}
-    _record(samples, key, X, rec)
+    record_representation(samples, key, X, rec, names=_column_names(key, X))
     logger.info("tg.emb.gnn: samples.obsm[%r] (%d x %d)", key, *X.shape)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,40 +27,11 @@ from .._errors import InputError
 from .._logging import logger, progress_bar, timed
 from .._settings import settings
 from . import _pixels as P
+from ._record import record_representation
 
 __all__ = ["patches", "patch_twins", "train_patches"]
 
 DEFAULT_TWIN_SEEDS = (0, 1, 2, 3, 4)
-
-
-# ---------------------------------------------------------------------------------------------------
-# provenance
-# ---------------------------------------------------------------------------------------------------
-def _storable(v: Any) -> Any:
-    """A value .h5ad can hold (None, bool, numbers, strings, lists and dicts of them)."""
-    if v is None or isinstance(v, (str, bool, int, float)):
-        return v
-    if isinstance(v, (np.integer, np.floating, np.bool_)):
-        return v.item()
-    if isinstance(v, Mapping):
-        return {str(k): _storable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple, np.ndarray)):
-        items = [_storable(x) for x in v]
-        if items and all(isinstance(x, Mapping) for x in items):
-            return {str(i): x for i, x in enumerate(items)}
-        return items
-    return str(v)
-
-
-def record_representation(samples, key: str, X: np.ndarray, rec: dict, names: Sequence[str] | None = None) -> None:
-    """Store ``X`` in ``samples.obsm[key]`` and its provenance in ``samples.uns['representations'][key]``."""
-    samples.obsm[key] = np.ascontiguousarray(X, dtype=np.float32)
-    if names is not None:
-        samples.uns[K.uns.feature_names(key)] = np.asarray(list(names), dtype=object)
-    reps = samples.uns.get(K.uns.representations)
-    reps = dict(reps) if isinstance(reps, Mapping) else {}
-    reps[key] = _storable(rec)
-    samples.uns[K.uns.representations] = reps
 
 
 def _slug(s: str) -> str:

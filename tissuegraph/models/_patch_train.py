@@ -149,6 +149,31 @@ def _check(images, size, epochs, batch_size, lr):
     return x
 
 
+def _optimiser(enc, head, n: int, *, seed, batch_size, epochs, lr, weight_decay, device):
+    """Batch-order generator, batch size, steps per epoch, AdamW over encoder + head and its cosine schedule.
+
+    Moves both modules to ``device`` in train mode.
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    bs = min(batch_size, n)
+    steps_per_epoch = _steps(n, bs)
+    enc.to(device).train()
+    head.to(device).train()
+    opt = torch.optim.AdamW(list(enc.parameters()) + list(head.parameters()), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    return g, bs, steps_per_epoch, opt, sched
+
+
+def _step(loss, opt, sched, losses: list, ep_loss: list) -> None:
+    """One optimiser and schedule step on ``loss``; appends the loss to the step and epoch logs."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    losses.append(float(loss.detach()))
+    ep_loss.append(losses[-1])
+
+
 def _card(enc, objective, *, x, seed, epochs, batch_size, lr, size, device, losses, epoch_losses, seconds, extra):
     return {"architecture": {"builder": "patch", "kwargs": enc.config()}, "objective": objective, "seed": seed,
             "inputs": f"{'rgb' if enc.in_chans == 3 else f'{enc.in_chans}ch'} crops, {size}px",
@@ -196,14 +221,8 @@ def train_patch_simclr(images, *, model: Any = "resnet18", size: int = 96, epoch
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         head = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, proj_dim))
-    g = torch.Generator().manual_seed(int(seed))
-    bs = min(batch_size, len(x))
-    steps_per_epoch = _steps(len(x), bs)
-    enc.to(device).train()
-    head.to(device).train()
-    params = list(enc.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    g, bs, steps_per_epoch, opt, sched = _optimiser(enc, head, len(x), seed=seed, batch_size=batch_size,
+                                                    epochs=epochs, lr=lr, weight_decay=weight_decay, device=device)
     losses, epoch_losses, seconds = [], [], []
     with _deterministic(), progress_bar(total=epochs * steps_per_epoch, desc="simclr", enabled=progress,
                                         unit="step") as bar:
@@ -222,12 +241,7 @@ def train_patch_simclr(images, *, model: Any = "resnet18", size: int = 96, epoch
                 sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=device), float("-inf"))
                 target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(device)
                 loss = F.cross_entropy(sim, target)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                losses.append(float(loss.detach()))
-                ep_loss.append(losses[-1])
+                _step(loss, opt, sched, losses, ep_loss)
                 bar.update(1)
             seconds.append(time.perf_counter() - t0)
             epoch_losses.append(float(np.mean(ep_loss)))
@@ -276,13 +290,8 @@ def train_patch_supervised(images, labels, *, model: Any = "resnet18", size: int
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         head = nn.Linear(enc.num_features, n_classes)
-    g = torch.Generator().manual_seed(int(seed))
-    bs = min(batch_size, len(x))
-    steps_per_epoch = _steps(len(x), bs)
-    enc.to(device).train()
-    head.to(device).train()
-    opt = torch.optim.AdamW(list(enc.parameters()) + list(head.parameters()), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    g, bs, steps_per_epoch, opt, sched = _optimiser(enc, head, len(x), seed=seed, batch_size=batch_size,
+                                                    epochs=epochs, lr=lr, weight_decay=weight_decay, device=device)
     losses, epoch_losses, seconds, accs = [], [], [], []
     with _deterministic(), progress_bar(total=epochs * steps_per_epoch, desc="supervised", enabled=progress,
                                         unit="step") as bar:
@@ -297,12 +306,7 @@ def train_patch_supervised(images, labels, *, model: Any = "resnet18", size: int
                 yb = y[idx].to(device)
                 logits = head(enc(xb))
                 loss = F.cross_entropy(logits, yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                losses.append(float(loss.detach()))
-                ep_loss.append(losses[-1])
+                _step(loss, opt, sched, losses, ep_loss)
                 correct += int((logits.argmax(1) == yb).sum())
                 seen += len(idx)
                 bar.update(1)

@@ -33,15 +33,16 @@ def _tables(samples, key: str, table: str, what: str) -> pd.DataFrame | Any:
     return pd.DataFrame(df)
 
 
-def _pick(df: pd.DataFrame, col: str, value, what: str):
+def _pick(df: pd.DataFrame, col: str, value, what: str) -> tuple[pd.DataFrame, Any]:
+    """The rows of ``df`` with ``df[col] == value`` and that value (``None``: the table's first one)."""
     have = list(pd.unique(df[col]))
     if value is None:
         if not have:
             raise InputError(f"{what}: the table is empty.")
-        return have[0]
-    if value not in have:
+        value = have[0]
+    elif value not in have:
         raise InputError(f"{what}: {col}={value!r} is not in the table ({have}).")
-    return value
+    return df[df[col] == value], value
 
 
 def _family(samples, rep: str) -> dict:
@@ -61,10 +62,9 @@ def eval_scores(samples, *, key: str = K.eval_key, metric: str | None = None, pr
     the structural baseline's mean as a dashed line; untrained (random-weight) networks drawn hollow."""
     what = "tg.pl.eval_scores"
     df = _tables(samples, key, "summary", what)
-    metric = _pick(df, "metric", metric, what)
-    df = df[df["metric"] == metric]
-    protocol = _pick(df, "protocol", protocol, what)
-    df = df[df["protocol"] == protocol].sort_values("mean")
+    df, metric = _pick(df, "metric", metric, what)
+    df, protocol = _pick(df, "protocol", protocol, what)
+    df = df.sort_values("mean")
     ax = get_ax(ax, figsize=(7, 0.35 * len(df) + 1.5))
     y = np.arange(len(df))
     for yi, (_, r) in zip(y, df.iterrows()):
@@ -91,12 +91,10 @@ def baseline_gaps(samples, *, key: str = K.eval_key, reference: str | None = Non
     baseline or the untrained twins) with its 95 % interval, coloured by the verdict."""
     what = "tg.pl.baseline_gaps"
     df = _tables(samples, key, "gaps", what)
-    reference = _pick(df, "reference", reference, what)
-    df = df[df["reference"] == reference]
-    metric = _pick(df, "metric", metric, what)
-    df = df[df["metric"] == metric]
-    protocol = _pick(df, "protocol", protocol, what)
-    df = df[df["protocol"] == protocol].sort_values("diff")
+    df, reference = _pick(df, "reference", reference, what)
+    df, metric = _pick(df, "metric", metric, what)
+    df, protocol = _pick(df, "protocol", protocol, what)
+    df = df.sort_values("diff")
     ax = get_ax(ax, figsize=(7, 0.35 * len(df) + 1.6))
     y = np.arange(len(df))
     for yi, (_, r) in zip(y, df.iterrows()):

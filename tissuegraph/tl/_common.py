@@ -9,7 +9,7 @@ import pandas as pd
 from scipy import sparse
 
 from .. import _keys as K
-from .._errors import InputError
+from .._errors import DependencyError, InputError
 
 
 def check_adata(adata, what: str):
@@ -21,6 +21,15 @@ def check_adata(adata, what: str):
         raise InputError(f"{what} takes the cells AnnData first, got {type(adata).__name__}.")
     if adata.n_obs == 0:
         raise InputError(f"{what}: the AnnData has no cells (0 rows).")
+
+
+def import_scanpy(what: str):
+    """``scanpy``, imported lazily; a :class:`DependencyError` naming ``what`` when it is not installed."""
+    try:
+        import scanpy as sc
+    except ImportError as exc:  # pragma: no cover
+        raise DependencyError(f"{what} needs scanpy (pip install scanpy leidenalg igraph).") from exc
+    return sc
 
 
 def categories(adata, cluster_key: str, what: str) -> tuple[np.ndarray, pd.Index, np.ndarray]:

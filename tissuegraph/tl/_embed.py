@@ -6,10 +6,10 @@ import numpy as np
 
 from .. import _keys as K
 from .._anndata import _plain
-from .._errors import DependencyError, InputError
+from .._errors import InputError
 from .._logging import timed
 from .._settings import settings
-from ._common import check_adata
+from ._common import check_adata, import_scanpy
 
 __all__ = ["embed"]
 
@@ -47,10 +47,7 @@ def embed(adata, *, use_rep: str, n_neighbors: int = 15, metric: str = "euclidea
     check_adata(adata, what)
     if copy:
         adata = adata.copy()
-    try:
-        import scanpy as sc
-    except ImportError as exc:  # pragma: no cover
-        raise DependencyError(f"{what} needs scanpy (pip install scanpy leidenalg igraph).") from exc
+    sc = import_scanpy(what)
     if use_rep != "X":
         rep = K.obsm.rep(use_rep) if use_rep not in adata.obsm else use_rep
         if rep not in adata.obsm:

@@ -8,10 +8,10 @@ from scipy import sparse
 
 from .. import _keys as K
 from .._anndata import _plain
-from .._errors import DependencyError, InputError
+from .._errors import InputError
 from .._logging import timed
 from .._settings import settings
-from ._common import check_adata, feature_matrix, graph
+from ._common import check_adata, feature_matrix, graph, import_scanpy
 
 __all__ = ["neighborhood_features", "niches"]
 
@@ -126,10 +126,7 @@ def niches(adata, *, cluster_key: str | None = None, features=None, n_hops: int 
     check_adata(adata, what)
     if copy:
         adata = adata.copy()
-    try:
-        import scanpy as sc
-    except ImportError as exc:  # pragma: no cover
-        raise DependencyError(f"{what} needs scanpy (pip install scanpy leidenalg igraph).") from exc
+    sc = import_scanpy(what)
     feat_key = K.tl.niche_features
     neighborhood_features(adata, cluster_key=cluster_key, features=features, n_hops=n_hops,
                           connectivity_key=connectivity_key, key_added=feat_key)
