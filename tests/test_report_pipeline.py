@@ -11,7 +11,8 @@ import tissuegraph as tg
 
 @pytest.mark.slow
 def test_demo_writes_the_report(tmp_path):
-    res = tg.pipeline.demo(tmp_path, size=384, segmenter="watershed", progress=False)
+    # 768 px at 0.5 µm/px: at least one 256 µm patch is half on tissue, so there are samples to report
+    res = tg.pipeline.demo(tmp_path, size=768, segmenter="watershed", progress=False)
     text = (tmp_path / "report.html").read_text()
     for sid in ("run", "segmentation", "overlay", "representations", "diagnostics"):
         assert f'<section id="{sid}">' in text, sid
