@@ -39,9 +39,13 @@ def test_example_runs(name, example_env):
                   "nhood_enrichment.png", "segmentation.png"):
             assert (run / f).stat().st_size > 0, f
         assert "niches:" in proc.stdout
-    elif name == "compare_representations.py":
-        assert "X_structural" in proc.stdout
+    elif name == "compare_representations.py":  # every representation evaluated, gaps drawn
+        for rep in ("X_structural", "X_color", "X_gnn_gin_features_dgi", "X_gnn_gin_topology_untrained_s0",
+                    "X_cnn_resnet18_untrained_s0", "### Baseline gaps"):
+            assert rep in proc.stdout, rep
+        assert all((out / "run" / f).stat().st_size > 0 for f in ("scores.png", "gaps.png", "cka.png"))
     elif name == "scanpy_squidpy_downstream.py":
         assert "counts identical True" in proc.stdout
     elif name == "culture_path.py":
         assert (out / "culture" / "plate_n_cells.png").exists()
+        assert " wells" in proc.stdout and "NSC " in proc.stdout and "multinucleation" in proc.stdout
