@@ -118,6 +118,8 @@ def test_run_bench_end_to_end_and_resume(tiny, tmp_path, monkeypatch):
     # tests/datasets/test_diagnostic_pipeline.py; 8 samples are too few for ~500 descriptors)
     summ = res.summary.set_index(["task", "representation"])["mean"]
     assert summ[("diagnostic: stain", "X_testcolour")] > 0.8
+    report = (out / "report.html").read_text()  # the bench's report, with the first task's evaluation
+    assert '<section id="representations">' in report and "X_testcolour" in report
 
     # resume: no step is run again, the report is the same
     def boom(*a, **k):

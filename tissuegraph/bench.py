@@ -485,6 +485,18 @@ def _evaluate_tasks(samples, tasks: list[dict], evaluate: Callable, *, quick: bo
     return out
 
 
+def _bench_report(out: Path, ev: dict, *, samples, cells, slide, title: str) -> None:
+    """``OUTDIR/report.html`` (tg.report) with the first task's evaluation; a failure is logged, never fatal."""
+    try:
+        from .report import write_report
+
+        evaluated = ev.get("evaluated") or {}
+        shown = next(iter(evaluated.values()), samples)  # the samples of the first task, with uns['tg_eval']
+        write_report(out, cells=cells, samples=shown, slide=slide, title=title)
+    except Exception as exc:  # noqa: BLE001 - the bench's tables are written already
+        logger.warning("bench: report.html not written: %s: %s", type(exc).__name__, exc)
+
+
 def _fmt(m, lo, hi) -> str:
     if not np.isfinite(m):
         return "n/a"
@@ -717,6 +729,7 @@ def run_bench(dataset: Any, outdir: str | os.PathLike, *, quick: bool = False, s
         "representations": reps, "dataset": {"name": ds.name, "n_samples": int(samples.n_obs),
                                              "metadata": ds.metadata},
         "seconds": round(time.perf_counter() - t0, 1)}, indent=2, default=str))
+    _bench_report(out, ev, samples=samples, cells=cells, slide=slide, title=f"tissuegraph bench: {ds.name}")
     logger.info("bench: %s done in %.0fs -> %s", ds.name, time.perf_counter() - t0, out)
     return BenchResult(outdir=out, samples=samples, cells=cells, results=ev["results"], summary=ev["summary"],
                        gaps=ev["gaps"], flags=ev["flags"], skipped=skipped, paths=paths)
