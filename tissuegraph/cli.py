@@ -22,7 +22,7 @@ __all__ = ["main", "build_parser"]
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-jobs", type=int, default=None,
-                   help="parallel workers; None = tg.settings.n_jobs (1), -1 = all cores")
+                   help="parallel workers (default None = tg.settings.n_jobs, 1; -1 = all cores)")
     p.add_argument("--seed", type=int, default=0, help="seed for every random choice")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
@@ -130,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="µm/px to segment at (default: the model's own µm/px, else native resolution)")
     p.add_argument("--tta", type=int, default=None, choices=[1, 2, 4, 8],
                    help="--method stardist: average the maps over this many flips/transposes "
-                        "(None: the model's own setting, else 1)")
-    p.add_argument("--tile-size", type=int, default=1024, help="tile edge in working pixels")
+                        "(default: the model's own setting, else 1)")
+    p.add_argument("--tile-size", type=int, default=1024, help="tile edge in working pixels (default: %(default)s)")
     _add_common(p)
 
     p = sub.add_parser("synth", help="write a synthetic H&E slide with ground truth",
