@@ -486,15 +486,12 @@ def _evaluate_tasks(samples, tasks: list[dict], evaluate: Callable, *, quick: bo
 
 
 def _bench_report(out: Path, ev: dict, *, samples, cells, slide, title: str) -> None:
-    """``OUTDIR/report.html`` (tg.report) with the first task's evaluation; a failure is logged, never fatal."""
-    try:
-        from .report import write_report
+    """``OUTDIR/report.html`` with the first task's evaluation (the pipeline's report writer: a failure is
+    logged, never fatal)."""
+    from .pipeline import _report
 
-        evaluated = ev.get("evaluated") or {}
-        shown = next(iter(evaluated.values()), samples)  # the samples of the first task, with uns['tg_eval']
-        write_report(out, cells=cells, samples=shown, slide=slide, title=title)
-    except Exception as exc:  # noqa: BLE001 - the bench's tables are written already
-        logger.warning("bench: report.html not written: %s: %s", type(exc).__name__, exc)
+    shown = next(iter((ev.get("evaluated") or {}).values()), samples)  # first task's samples, uns['tg_eval']
+    _report(out, cells=cells, samples=shown, slide=slide, title=title)
 
 
 def _fmt(m, lo, hi) -> str:
