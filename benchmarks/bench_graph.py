@@ -107,15 +107,22 @@ def run_sq(sq, method: str, a: ad.AnnData) -> None:
         sq.gr.spatial_neighbors(a, coord_type="generic", **SQ_KW[method])
 
 
-def timeit(fn, repeats: int) -> tuple[float, float]:
-    """Best wall-clock and best CPU (process, all threads) seconds over ``repeats`` runs."""
-    wall = cpu = np.inf
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall = min(wall, time.perf_counter() - t0)
-        cpu = min(cpu, time.process_time() - c0)
-    return float(wall), float(cpu)
+def timeit(fns: dict, repeats: dict) -> dict:
+    """Wall-clock and CPU (process, all threads) seconds of every function, repeats interleaved (each
+    repeat runs every function that still has repeats to do, in turn, so a load spike from other jobs
+    hits all of them alike).  Returns ``{name: {"wall": spread, "cpu": spread}}`` (median, min, max and
+    every value)."""
+    from _runinfo import spread
+
+    times = {k: ([], []) for k in fns}
+    for i in range(max(repeats.values())):
+        for k, fn in fns.items():
+            if i < repeats[k]:
+                t0, c0 = time.perf_counter(), time.process_time()
+                fn()
+                times[k][0].append(time.perf_counter() - t0)
+                times[k][1].append(time.process_time() - c0)
+    return {k: {"wall": spread(w), "cpu": spread(c)} for k, (w, c) in times.items()}
 
 
 def compare(a_tg: ad.AnnData, a_sq: ad.AnnData) -> dict:
@@ -151,8 +158,9 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=1_000_000, help="number of centroids per layout")
     p.add_argument("--quick", action="store_true", help="100k centroids (overrides --n)")
-    p.add_argument("--repeats", type=int, default=1, help="timing repeats for tissuegraph (best is kept)")
-    p.add_argument("--sq-repeats", type=int, default=1, help="timing repeats for squidpy")
+    p.add_argument("--repeats", type=int, default=1, help="timing repeats for tissuegraph (median is reported)")
+    p.add_argument("--sq-repeats", type=int, default=1, help="timing repeats for squidpy (median is reported; "
+                   "interleaved with tissuegraph's)")
     p.add_argument("--sq-delaunay-n", type=int, default=None,
                    help="run squidpy's Delaunay on only this many cells (default: all)")
     p.add_argument("--layouts", default="uniform,clustered")
@@ -164,12 +172,15 @@ def main(argv=None) -> dict:
     out_path = Path(args.out or f"benchmarks/results/graph{'_quick' if args.quick else ''}.json")
     sq = import_squidpy()
     tg.settings.progress = False
-    ncpu = os.cpu_count() or 1
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _runinfo import command, finish, machine
+
+    info = machine()
     results = {
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "command": command("bench_graph.py", argv),
         "n": n, "mpp": MPP, "radius_um": RADIUS_UM, "k": 6, "repeats": args.repeats,
-        "machine": {"cpu_count": ncpu, "platform": platform.platform(),
-                    "loadavg_start": list(os.getloadavg())},
+        "sq_repeats": args.sq_repeats, "reported": "median of the repeats, tissuegraph and squidpy interleaved",
+        "machine": info,
         "versions": {"tissuegraph": tg.__version__, "squidpy": sq.__version__, "numpy": np.__version__,
                      "scipy": importlib.import_module("scipy").__version__,
                      "scikit-learn": importlib.import_module("sklearn").__version__,
@@ -177,28 +188,40 @@ def main(argv=None) -> dict:
         "runs": [],
     }
     gens = {"uniform": uniform_points, "clustered": thomas_points}
-    warm = uniform_points(2000, 1)  # first calls pay one-off import and set-up costs: not timed
+    # first calls pay one-off import and set-up costs: not timed.  tissuegraph is warmed on 50,000 cells,
+    # enough for the paths a large input takes (kNN's numba grid kernel from 20,000 points on, tiling)
+    warm = uniform_points(50_000, 1)
     for method in args.methods.split(","):
         run_tg(method, cells(warm), 1)
-        run_sq(sq, method, cells(warm))
+        if method == "knn":
+            run_tg(method, cells(warm), -1)
+        run_sq(sq, method, cells(warm[:2000]))
     for layout in args.layouts.split(","):
         pts = gens[layout](n, args.seed)
         for method in args.methods.split(","):
             row = {"layout": layout, "method": method}
             a_tg = cells(pts)
-            row["tg_1thread_s"], row["tg_1thread_cpu_s"] = timeit(lambda: run_tg(method, a_tg, 1), args.repeats)
-            if method == "knn":  # the only graph whose tree queries use threads
-                row["tg_all_cores_s"], row["tg_all_cores_cpu_s"] = timeit(lambda: run_tg(method, a_tg, -1),
-                                                                          args.repeats)
             n_sq = n if method != "delaunay" or args.sq_delaunay_n is None else min(n, args.sq_delaunay_n)
             row["n_compared"] = n_sq
             a_sq = cells(pts[:n_sq])
-            print(f"[{layout}/{method}] squidpy on {n_sq} cells ...", flush=True)
-            row["squidpy_s"], row["squidpy_cpu_s"] = timeit(lambda: run_sq(sq, method, a_sq), args.sq_repeats)
-            if n_sq != n:  # tissuegraph on the same subset, for an honest ratio
-                a_tg = cells(pts[:n_sq])
-                row["tg_1thread_same_n_s"], row["tg_1thread_same_n_cpu_s"] = timeit(
-                    lambda: run_tg(method, a_tg, 1), args.repeats)
+            a_same = cells(pts[:n_sq]) if n_sq != n else None
+            fns = {"tg_1thread": lambda: run_tg(method, a_tg, 1)}
+            reps = {"tg_1thread": args.repeats}
+            if method == "knn":  # the only graph whose tree queries use threads
+                fns["tg_all_cores"] = lambda: run_tg(method, a_tg, -1)
+                reps["tg_all_cores"] = args.repeats
+            if a_same is not None:  # tissuegraph on the same subset, for an honest ratio
+                fns["tg_1thread_same_n"] = lambda: run_tg(method, a_same, 1)
+                reps["tg_1thread_same_n"] = args.repeats
+            fns["squidpy"] = lambda: run_sq(sq, method, a_sq)
+            reps["squidpy"] = args.sq_repeats
+            print(f"[{layout}/{method}] tissuegraph and squidpy (on {n_sq} cells), interleaved ...", flush=True)
+            tt = timeit(fns, reps)
+            for k, v in tt.items():  # medians of the repeats; spreads under 'spread'
+                row[f"{k}_s"], row[f"{k}_cpu_s"] = v["wall"]["median"], v["cpu"]["median"]
+            row["spread"] = tt
+            if a_same is not None:
+                a_tg = a_same
                 ref, ref_cpu = row["tg_1thread_same_n_s"], row["tg_1thread_same_n_cpu_s"]
             else:
                 ref, ref_cpu = row["tg_1thread_s"], row["tg_1thread_cpu_s"]
@@ -209,8 +232,8 @@ def main(argv=None) -> dict:
                 row["speedup_all_cores"] = row["squidpy_s"] / row["tg_all_cores_s"]
             results["runs"].append(row)
             print(json.dumps(row), flush=True)
-            a_sq = a_tg = None  # free the 1M-cell objects before the next case
-    results["machine"]["loadavg_end"] = list(os.getloadavg())
+            a_sq = a_tg = a_same = None  # free the 1M-cell objects before the next case
+    results["machine"] = finish(info)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(results, indent=2))
     out_path.with_suffix(".md").write_text(markdown(results))
@@ -228,8 +251,7 @@ def markdown(res: dict) -> str:
         f"# Cell graphs: tissuegraph vs squidpy.gr.spatial_neighbors (n = {res['n']:,} centroids)",
         "",
         f"Command: `{res['command']}`  ",
-        f"Machine: {res['machine']['cpu_count']} CPUs, load average at start "
-        f"{res['machine']['loadavg_start'][0]:.1f}, at end {res['machine']['loadavg_end'][0]:.1f}  ",
+        f"Machine: {res['machine']['note']}  ",
         f"Versions: {', '.join(f'{k} {v}' for k, v in res['versions'].items())}",
         "",
         "| layout | graph | n compared | edges | identical | squidpy s | tg 1 thread s | tg all cores s "
@@ -243,7 +265,9 @@ def markdown(res: dict) -> str:
             f"| {r['squidpy_s']:.2f} | {tg1:.2f} | {_opt(r, 'tg_all_cores_s', '{:.2f}')} "
             f"| {r['speedup_1thread']:.1f}x | {_opt(r, 'speedup_all_cores', '{:.1f}x')} "
             f"| {r['speedup_1thread_cpu']:.1f}x | >= {goal[r['method']]}x |")
-    lines += ["", "Wall-clock seconds, best of the repeats. 'CPU time' divides the process CPU seconds (all "
+    lines += ["", f"Wall-clock seconds, median of the repeats (tissuegraph {res['repeats']}, squidpy "
+              f"{res.get('sq_repeats', 1)}, interleaved); 'spread' in the JSON holds min, max and every value. "
+              "'CPU time' divides the process CPU seconds (all "
               "threads) of squidpy by those of tissuegraph with one thread: on a busy machine it is the "
               "steadier figure. Only kNN uses threads ('all cores'); radius and Delaunay are single-threaded "
               "in both libraries. 'identical': same edge set, and distances within "
@@ -251,9 +275,16 @@ def markdown(res: dict) -> str:
               "When 'n compared' is smaller than n, "
               "squidpy ran on that many cells and tissuegraph was timed on the same cells for the ratio "
               f"(tissuegraph on all {res['n']:,} cells: see `tg_1thread_s` in the JSON). tissuegraph's kNN "
-              "uses a numba kernel: best-of-repeats excludes its one-off costs, about 0.5 s for the first "
-              "call in a process (importing numba, loading the compiled kernel from its cache) and about "
-              "6 s once per installation (compiling it).", ""]
+              "uses a numba kernel: a warm-up call before the timed repeats excludes its one-off costs (the "
+              "first call in a process loads the compiled kernel from numba's cache, the first use after "
+              "installing compiles it; measured in `overheads.md`).", ""]
+    sp_lines = []
+    for r in res["runs"]:
+        if "spread" in r:
+            sp_lines.append(f"{r['layout']} {r['method']}: " + "; ".join(
+                f"{k} " + ", ".join(f"{x:.2f}" for x in v["wall"]["values"]) for k, v in r["spread"].items()))
+    if sp_lines:
+        lines += ["Every repeat (wall-clock s): " + " | ".join(sp_lines) + ".", ""]
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ Same model, same image, same normalisation, measured in one run:
 
     python benchmarks/bench_stardist_big.py                 # 4096x4096 mosaic, tiles 1024, n_jobs 1 and 2
     python benchmarks/bench_stardist_big.py --size 2048     # smaller
+    python benchmarks/bench_stardist_big.py --n-jobs 2 --repeats 3   # median of 3, methods interleaved
 
 The image is a mosaic of real DSB 2018 fluorescence images that were held out from training (each
 percentile-normalised, centre-cropped / zero-padded to 512x512), with its ground-truth mosaic.  Both
@@ -11,7 +12,9 @@ methods get the same intensities: the runner calibrates its normalisation on the
 gets the image normalised with the runner's calibration.  StarDist's first block size makes its
 network inputs (block + 2 * context) match the runner's tiles; a larger block (2048) is timed too.
 
-Reports wall-clock seconds of each and their ratio (runner / StarDist), the number of nuclei, the
+Reports wall-clock seconds of each (median of ``--repeats`` runs, every method once per repeat, in
+turn, so a load spike hits all alike; min, max and every value in the JSON) and their ratio (runner /
+StarDist, of the medians; the ratio of each repeat is recorded too), the number of nuclei, the
 agreement of the two label images (F1 at IoU 0.5 between them) and each one's F1 against the ground
 truth.  Writes ``benchmarks/results/stardist_big.json`` (and ``.md``).
 """
@@ -88,8 +91,12 @@ def main(argv=None) -> int:
                    help="extra StarDist block sizes (the first one always matches the runner's tiles)")
     p.add_argument("--threads", type=int, default=2, help="TensorFlow threads")
     p.add_argument("--data", default=None)
+    p.add_argument("--repeats", type=int, default=1, help="timed runs of every method (median reported)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "stardist_big.json"))
     args = p.parse_args(argv)
+    from _runinfo import command, finish, fmt, machine, spread
+
+    info = machine()
 
     import tissuegraph as tg
 
@@ -110,40 +117,47 @@ def main(argv=None) -> int:
     kw = {}
     if "mask" in inspect.signature(tg.seg.nuclei).parameters:
         kw["mask"] = "all"  # a fluorescence mosaic: segment everywhere
-    runs = {}
-    for n_jobs in args.n_jobs:
-        t0 = time.perf_counter()
-        df = tg.seg.nuclei(img, method=backend, tile_size=args.tile, n_jobs=n_jobs, progress=False, **kw)
-        runs[n_jobs] = (time.perf_counter() - t0, df)
-        print(f"runner n_jobs={n_jobs}: {runs[n_jobs][0]:.1f} s, {len(df)} nuclei", flush=True)
-    df = runs[args.n_jobs[0]][1]
-    cal = df.attrs.get("calibration") or {}
-    overlap = df.attrs.get("overlap")
-    if cal:
-        lo, hi = np.asarray(cal["norm_low"], np.float32), np.asarray(cal["norm_high"], np.float32)
-    else:
-        lo, hi = np.percentile(img, backend.percentiles)
-    x = ((img - lo) / (hi - lo + 1e-20)).astype(np.float32)
-
     context = _round_up(backend.context_px, div)
     min_overlap = _round_up(backend.max_object_px, div)
     blocks = [max(_round_up(args.tile - 2 * context, div), 2 * min_overlap + div)]  # inputs = runner tiles
     blocks += [b for b in args.stardist_blocks if b not in blocks]
-    sd = {}
-    for block in blocks:
-        t0 = time.perf_counter()
-        sd_labels, details = backend.model.predict_instances_big(
-            x, axes="YX", block_size=block, min_overlap=min_overlap, context=context,
-            prob_thresh=backend.prob_thresh, nms_thresh=backend.nms_thresh, show_progress=False,
-            predict_kwargs={"verbose": 0})
-        t_sd = time.perf_counter() - t0
-        sd_labels = np.asarray(sd_labels)
-        sd[block] = (t_sd, sd_labels)
-        print(f"stardist predict_instances_big block {block}: {t_sd:.1f} s, {int(len(details['prob']))} nuclei",
-              flush=True)
+    x = None
+    runs, sd = {}, {}
+    t_runner = {n_jobs: [] for n_jobs in args.n_jobs}
+    t_sd = {block: [] for block in blocks}
+    for rep in range(args.repeats):
+        for n_jobs in args.n_jobs:
+            t0 = time.perf_counter()
+            df = tg.seg.nuclei(img, method=backend, tile_size=args.tile, n_jobs=n_jobs, progress=False, **kw)
+            t_runner[n_jobs].append(time.perf_counter() - t0)
+            runs[n_jobs] = df
+            print(f"[{rep + 1}/{args.repeats}] runner n_jobs={n_jobs}: {t_runner[n_jobs][-1]:.1f} s, {len(df)} nuclei",
+                  flush=True)
+        if x is None:
+            df = runs[args.n_jobs[0]]
+            cal = df.attrs.get("calibration") or {}
+            overlap = df.attrs.get("overlap")
+            if cal:
+                lo, hi = np.asarray(cal["norm_low"], np.float32), np.asarray(cal["norm_high"], np.float32)
+            else:
+                lo, hi = np.percentile(img, backend.percentiles)
+            x = ((img - lo) / (hi - lo + 1e-20)).astype(np.float32)
+        for block in blocks:
+            t0 = time.perf_counter()
+            sd_labels, details = backend.model.predict_instances_big(
+                x, axes="YX", block_size=block, min_overlap=min_overlap, context=context,
+                prob_thresh=backend.prob_thresh, nms_thresh=backend.nms_thresh, show_progress=False,
+                predict_kwargs={"verbose": 0})
+            t_sd[block].append(time.perf_counter() - t0)
+            sd[block] = np.asarray(sd_labels)
+            print(f"[{rep + 1}/{args.repeats}] stardist predict_instances_big block {block}: {t_sd[block][-1]:.1f} s, "
+                  f"{int(len(details['prob']))} nuclei", flush=True)
+    sd = {b: (float(np.median(t_sd[b])), L) for b, L in sd.items()}
+    runs = {j: (float(np.median(t_runner[j])), d) for j, d in runs.items()}
+    for block, (t_med, sd_labels) in sd.items():
         results[f"stardist_block_{block}"] = dict(
-            seconds=round(t_sd, 2), n=int(len(np.unique(sd_labels)) - 1), block_size=block,
-            min_overlap=min_overlap, context=context,
+            seconds=round(t_med, 2), spread=spread(t_sd[block]), n=int(len(np.unique(sd_labels)) - 1),
+            block_size=block, min_overlap=min_overlap, context=context,
             f1_vs_truth=tg.seg.matching_scores(truth, sd_labels, thresholds=0.5, as_frame=False)["f1"])
     t_ref, ref_labels = sd[blocks[0]]
     for n_jobs, (sec, d) in runs.items():
@@ -151,34 +165,39 @@ def main(argv=None) -> int:
         agree = tg.seg.matching_scores(ref_labels, lab, thresholds=0.5, as_frame=False)
         results[f"runner_n_jobs_{n_jobs}"] = dict(
             seconds=round(sec, 2), n=int(len(d)), tile_size=args.tile, overlap=overlap,
+            spread=spread(t_runner[n_jobs]),
             ratio_to_stardist=round(sec / t_ref, 3),
+            ratio_to_stardist_per_repeat=[round(a / b, 3) for a, b in zip(t_runner[n_jobs], t_sd[blocks[0]])],
             ratio_to_stardist_blocks={b: round(sec / t, 3) for b, (t, _) in sd.items()},
             agreement_f1_iou50=agree["f1"], agreement_mean_iou=agree["mean_matched_iou"],
             agreement_with_blocks={b: tg.seg.matching_scores(L, lab, thresholds=0.5, as_frame=False)["f1"]
                                    for b, (_, L) in sd.items()},
             f1_vs_truth=tg.seg.matching_scores(truth, lab, thresholds=0.5, as_frame=False)["f1"])
-    cmd = " ".join(sys.argv[1:] if argv is None else argv)
-    results["command"] = f"python benchmarks/bench_stardist_big.py {cmd}".strip()
-    results["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]  # shared machine: say how busy it was
-    results["repeats"] = "one run of each method (no spread)"
+    results["command"] = command("bench_stardist_big.py", argv)
+    results["machine"] = finish(info)  # shared machine: say how busy it was
+    results["loadavg_end"] = results["machine"]["loadavg_end"]
+    results["repeats"] = args.repeats
+    results["reported"] = (f"median of {args.repeats} runs of each method, interleaved" if args.repeats > 1
+                           else "one run of each method (no spread)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, default=float))
     md = [f"# tg.seg.nuclei vs StarDist predict_instances_big ({args.size}x{args.size}, model {backend.name})", "",
           "Ratios and agreement are relative to the first StarDist row (network inputs of the runner's tile "
           "size).", "",
-          "| method | seconds | ratio to StarDist | nuclei | agreement F1@0.5 | F1 vs truth |",
-          "|---|---|---|---|---|---|"]
+          "| method | seconds (median) | min–max, n | ratio to StarDist | nuclei | agreement F1@0.5 | F1 vs truth |",
+          "|---|---|---|---|---|---|---|"]
     for block, (t, _) in sd.items():
         r = results[f"stardist_block_{block}"]
         md.append(f"| StarDist predict_instances_big (block {block}, min_overlap {min_overlap}, context {context}) | "
-                  f"{t:.1f} | {t / t_ref:.2f} | {r['n']} | - | {r['f1_vs_truth']:.3f} |")
+                  f"{t:.1f} | {fmt(r['spread'], 1)} | {t / t_ref:.2f} | {r['n']} | - | {r['f1_vs_truth']:.3f} |")
     for n_jobs in runs:
         r = results[f"runner_n_jobs_{n_jobs}"]
         md.append(f"| tg.seg.nuclei (tile {args.tile}, overlap {overlap}, n_jobs {n_jobs}) | {r['seconds']:.1f} | "
-                  f"{r['ratio_to_stardist']:.2f} | {r['n']} | {r['agreement_f1_iou50']:.4f} | {r['f1_vs_truth']:.3f} |")
-    md += ["", f"`{results['command']}` ({os.cpu_count()} CPU cores, TensorFlow threads {args.threads}; one run "
-           f"each; load average at the end {results['loadavg_end'][0]:.1f})"]
+                  f"{fmt(r['spread'], 1)} | {r['ratio_to_stardist']:.2f} (per repeat "
+                  f"{', '.join(f'{v:.2f}' for v in r['ratio_to_stardist_per_repeat'])}) | {r['n']} | {r['agreement_f1_iou50']:.4f} | {r['f1_vs_truth']:.3f} |")
+    md += ["", f"`{results['command']}` ({os.cpu_count()} CPU cores, TensorFlow threads {args.threads}; "
+           f"{results['reported']}; {results['machine']['note']})"]
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0
