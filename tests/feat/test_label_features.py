@@ -150,7 +150,19 @@ def _compare_with_regionprops(lab, intensity, spacing):
             _close(ours[f"ch{k}_{ours_stat}"], rp[rp_stat + sfx], f"ch{k} {ours_stat}")
 
 
-def test_agrees_with_regionprops_irregular_multichannel():
+@pytest.fixture(params=["numba", "numpy"])
+def kernel_path(request, monkeypatch):
+    """Run a test on both implementations of the per-pixel passes: the numba kernels (the default)
+    and the numpy reference code."""
+    from tissuegraph.feat import _shape
+
+    monkeypatch.setattr(_shape, "USE_NUMBA", request.param == "numba")
+    if request.param == "numba" and _shape._nb() is None:
+        pytest.skip("numba is not installed")
+    return request.param
+
+
+def test_agrees_with_regionprops_irregular_multichannel(kernel_path):
     lab = _irregular_labels()
     rng = np.random.default_rng(3)
     as_uint8 = rng.integers(0, 256, lab.shape + (3,)).astype(np.uint8)  # per-label histogram path
@@ -159,7 +171,7 @@ def test_agrees_with_regionprops_irregular_multichannel():
     _compare_with_regionprops(lab, as_float, spacing=0.5)
 
 
-def test_agrees_with_regionprops_real_nuclei(stardist_case):
+def test_agrees_with_regionprops_real_nuclei(stardist_case, kernel_path):
     img, mask = stardist_case
     _compare_with_regionprops(mask, img, spacing=0.37)
     # Hu moments: skimage only defines them at spacing 1 (they are scale invariant anyway)
@@ -280,17 +292,52 @@ def test_degenerate_nuclei_are_finite_where_defined():
     assert (df.loc[one_piece, "convexity"] > 0).all()
 
 
-def test_translation_and_sparse_vs_dense_paths_identical():
-    """A few nuclei in a large empty image (sparse neighbour-gather path) give bit-identical features to
-    the same nuclei in a tight crop (dense whole-image path)."""
-    tight = _irregular_labels(seed=6, shape=(60, 70), n=8)
+def test_translation_and_sparse_vs_dense_paths_identical(kernel_path):
+    """A few nuclei in a large empty image (numpy: the sparse neighbour-gather path) give bit-identical
+    features to the same nuclei in a tight crop (numpy: the dense whole-image path)."""
+    from tissuegraph.feat._shape import DENSE_CODE_FRACTION
+
+    tight = _irregular_labels(seed=6, shape=(60, 70), n=30)
     img = np.random.default_rng(5).integers(0, 256, tight.shape + (3,)).astype(np.uint8)
     big = np.zeros((400, 500), dtype=tight.dtype)
     big_img = np.zeros((400, 500, 3), np.uint8)
     big[123:183, 211:281] = tight
     big_img[123:183, 211:281] = img
-    # the two images take the two code paths of Pixels.code
-    assert 10 * np.count_nonzero(big) < big.size and 10 * np.count_nonzero(tight) >= tight.size
+    # the two images take the two numpy code paths of Pixels.code
+    assert np.count_nonzero(big) < DENSE_CODE_FRACTION * big.size
+    assert np.count_nonzero(tight) >= DENSE_CODE_FRACTION * tight.size
     a = label_features(tight, img, spacing=0.5)
     b = label_features(big, big_img, spacing=0.5)
     pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_numba_kernels_equal_numpy_reference(stardist_case, monkeypatch):
+    """The numba passes give the numpy code's values: exactly, except the moments (summed in another
+    order: ~1e-16 relative) and the quantities made from them."""
+    from tissuegraph.feat import _shape
+
+    if _shape._nb() is None:
+        pytest.skip("numba is not installed")
+    img, mask = stardist_case
+    big = np.zeros((300, 700), np.int64)  # int64 labels with large, non-consecutive ids
+    big[20:276, 400:656] = np.where(mask > 0, mask * 7 + 100_000, 0)
+    big[:160, :200] = np.where(_irregular_labels() > 0, _irregular_labels() + 5, 0)
+    rgb = np.random.default_rng(1).integers(0, 256, big.shape + (3,)).astype(np.uint8)
+    out = {}
+    for use in (True, False):
+        monkeypatch.setattr(_shape, "USE_NUMBA", use)
+        out[use] = label_features(big, rgb, spacing=0.5, features=["all", "position"])
+    a, b = out[True], out[False]
+    assert list(a.index) == list(b.index) and list(a.columns) == list(b.columns)
+    moment_based = {c for c in a.columns if c.startswith(("hu_moment", "centroid", "major_axis", "minor_axis",
+                                                          "eccentricity", "elongation", "orientation"))}
+    for col in a.columns:
+        if col in moment_based:
+            continue
+        np.testing.assert_array_equal(a[col].to_numpy(), b[col].to_numpy(), err_msg=col)
+    iso = (b["major_axis_length_um"] - b["minor_axis_length_um"]) <= 1e-6 * b["major_axis_length_um"]
+    for col in sorted(moment_based):
+        x, y = a[col].to_numpy(), b[col].to_numpy()
+        if col == "orientation_rad":  # undefined for isotropic inertia
+            x, y = x[~iso.to_numpy()], y[~iso.to_numpy()]
+        np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12 * np.nanmax(np.abs(y)), err_msg=col)

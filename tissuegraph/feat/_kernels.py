@@ -182,29 +182,6 @@ def _resolve_stain(stain: str, image: np.ndarray | None) -> str | None:
     return stain
 
 
-def _dense(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Relabel to 1..n (ascending original ids); returns (ids, dense image: uint16 when n < 65536,
-    else int32)."""
-    mx = int(labels.max()) if labels.size else 0
-    if mx == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(labels.shape, dtype=np.int32)
-    if mx <= 4 * labels.size + 1024:
-        present = np.bincount(labels.ravel(), minlength=mx + 1) > 0
-        present[0] = False
-        ids = np.flatnonzero(present)
-        dt = np.uint16 if len(ids) < 2 ** 16 else np.int32
-        lut = np.zeros(mx + 1, dtype=dt)
-        lut[ids] = np.arange(1, len(ids) + 1, dtype=dt)
-        return ids.astype(np.int64), lut[labels]
-    ids, inv = np.unique(labels, return_inverse=True)
-    dense = inv.reshape(labels.shape).astype(np.int32)
-    if ids[0] != 0:
-        dense += 1
-    else:
-        ids = ids[1:]
-    return ids.astype(np.int64), dense
-
-
 def _group_sort(px: S.Pixels, v: np.ndarray) -> np.ndarray:
     """``v`` sorted by (label, value): one float argsort, then a stable radix sort by label."""
     o = np.argsort(v)
@@ -357,15 +334,14 @@ def label_features(labels: np.ndarray, image: np.ndarray | None = None, *, spaci
     attrs = {"units": {f.name: f.unit for f in specs}, "groups": {f.name: f.group for f in specs},
              "spacing": sp, "stain": stain_r}
 
-    ids, dense = _dense(labels)
+    ids, px = S.Pixels.from_labels(labels)  # one pass over the image; the rest scales with the nuclei
     n = len(ids)
-    if n == 0:
+    if px is None:
         df = pd.DataFrame({nm: pd.Series(dtype=np.float64) for nm in names},
                           index=pd.Index(np.zeros(0, dtype=np.int64), name="label"))
         df.attrs.update(attrs)
         return df
 
-    px = S.Pixels.from_dense(dense, n)
     want = set(names)
     res: dict[str, np.ndarray] = {}
     cache: dict[str, Any] = {}
@@ -387,7 +363,7 @@ def label_features(labels: np.ndarray, image: np.ndarray | None = None, *, spaci
             elif what == "hu":
                 cache[what] = S.hu_moments(get("mu"))
             elif what == "fourier":
-                cache[what] = S.fourier_descriptors(dense, n, N_FOURIER)
+                cache[what] = S.fourier_descriptors(px.dense, n, N_FOURIER)
         return cache[what]
 
     area_px = px.counts.astype(np.float64)

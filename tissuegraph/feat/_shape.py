@@ -28,16 +28,43 @@ UP, DOWN, LEFT, RIGHT, UL, UR, DL, DR = range(8)
 _OFFS = ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
 
 
+USE_NUMBA = True
+"""Run the per-pixel passes as numba kernels (:mod:`._numba_kernels`) when numba imports; ``False``
+runs the numpy reference code below (the tests compare the two)."""
+_NB: object = None
+
+
+def _nb():
+    """The numba kernel module, or ``None`` (numba missing, or ``USE_NUMBA`` off)."""
+    global _NB
+    if not USE_NUMBA:
+        return None
+    if _NB is None:
+        try:  # lazy: numba is not imported with tissuegraph
+            from . import _numba_kernels
+        except ImportError:  # pragma: no cover - numba is a dependency
+            _NB = False
+        else:
+            _NB = _numba_kernels
+    return _NB or None
+
+
+# Neighbour codes from whole-image slice comparisons when at least this fraction of the image is
+# foreground; below it, from gathers of the foreground pixels' neighbours only (cost ~ foreground).
+DENSE_CODE_FRACTION = 0.6
+
+
 @dataclass
 class Pixels:
-    """Foreground pixels of a dense label image (labels 1..n), grouped by label, row-major inside.
+    """Foreground pixels of a label image, grouped by label (labels renumbered 1..n in ascending order
+    of the original ids), row-major inside each group.
 
     ``g`` is the 0-based group (label index) of each pixel; ``starts``/``counts`` delimit the groups.
-    ``padded`` is the label image with a one-pixel zero border and ``fpad`` each pixel's flat index in
-    it.
+    ``padded`` is the renumbered label image with a one-pixel zero border and ``fpad`` each pixel's
+    flat index in it.  Building it costs one pass over the image (finding the foreground); everything
+    else scales with the number of foreground pixels, so a few nuclei in a large tile are cheap.
     """
 
-    dense: np.ndarray
     n: int
     padded: np.ndarray = field(repr=False)
     fpad: np.ndarray = field(repr=False)
@@ -49,23 +76,85 @@ class Pixels:
     _same: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_dense(cls, dense: np.ndarray, n: int) -> "Pixels":
-        # 16-bit labels when they fit: half the memory traffic, and a radix sort below
-        dt = np.uint16 if n < 2 ** 16 else np.int32
-        padded = np.pad(dense.astype(dt, copy=False), 1)
-        wp = padded.shape[1]
-        fpad = np.flatnonzero(padded)
-        lab = padded.ravel()[fpad]
-        # group by label keeping row-major order inside
-        order = np.argsort(lab, kind="stable")
-        fpad = fpad[order]
-        g = lab[order].astype(np.int64) - 1
-        counts = np.bincount(g, minlength=n)
+    def from_labels(cls, labels: np.ndarray) -> tuple[np.ndarray, "Pixels | None"]:
+        """``(ids, pixels)`` of a non-negative integer label image: ``ids`` the labels present
+        (ascending, int64) and ``pixels`` their table (``None`` when there is no foreground)."""
+        h, w = labels.shape
+        nb = _nb()
+        if nb is not None and labels.size:
+            mx = int(labels.max())
+            if mx <= 4 * labels.size + 1024:
+                lab2 = np.ascontiguousarray(labels)
+                cnt = nb.count_values(lab2, mx)
+                cnt[0] = 0
+                ids = np.flatnonzero(cnt)
+                if ids.size == 0:
+                    return np.zeros(0, dtype=np.int64), None
+                n = len(ids)
+                lut = np.zeros(mx + 1, dtype=np.int64)
+                lut[ids] = np.arange(1, n + 1)
+                counts = cnt[ids]
+                starts = np.zeros(n, dtype=np.int64)
+                np.cumsum(counts[:-1], out=starts[1:])
+                padded = np.zeros((h + 2, w + 2), dtype=np.uint16 if n < 2 ** 16 else np.int32)
+                g, r, c, fpad = nb.group_pixels(lab2, lut, counts, padded)
+                return ids.astype(np.int64), cls(n=n, padded=padded, fpad=fpad, g=g, r=r, c=c,
+                                                 starts=starts, counts=counts)
+        flat = labels.ravel()
+        f = np.flatnonzero(flat != 0)  # row-major
+        if f.size == 0:
+            return np.zeros(0, dtype=np.int64), None
+        lab = flat[f]
+        mx = int(lab.max())
+        if mx <= 4 * f.size + 1024:
+            lab = lab.astype(np.intp, copy=False)  # bincount needs a safe cast to intp (e.g. not uint64)
+            present = np.bincount(lab, minlength=mx + 1) > 0
+            present[0] = False
+            ids = np.flatnonzero(present)
+            dt = np.uint16 if len(ids) < 2 ** 16 else np.int32
+            lut = np.zeros(mx + 1, dtype=dt)
+            lut[ids] = np.arange(1, len(ids) + 1, dtype=dt)
+            dense = lut[lab]
+        else:  # huge label values: sort them once
+            ids, inv = np.unique(lab, return_inverse=True)
+            dt = np.uint16 if len(ids) < 2 ** 16 else np.int32
+            dense = (inv.ravel() + 1).astype(dt)
+        n = len(ids)
+        # group by label keeping row-major order inside (a radix sort for 16-bit labels)
+        order = np.argsort(dense, kind="stable")
+        f = f[order]
+        gl = dense[order]
+        del order, dense, lab
+        counts = np.bincount(gl, minlength=n + 1)[1:]
         starts = np.zeros(n, dtype=np.int64)
         np.cumsum(counts[:-1], out=starts[1:])
-        r = fpad // wp - 1
-        c = fpad % wp - 1
-        return cls(dense=dense, n=n, padded=padded, fpad=fpad, g=g, r=r, c=c, starts=starts, counts=counts)
+        g = np.repeat(np.arange(n, dtype=np.int64), counts)  # == gl - 1, written sequentially
+        # in-place arithmetic: fewer fresh arrays (each one costs page faults on first touch)
+        r = f // w
+        c = np.multiply(r, w)
+        np.subtract(f, c, out=c)
+        wp = w + 2
+        fpad = np.multiply(r, 2)
+        fpad += f
+        fpad += wp + 1  # (r + 1) * (w + 2) + (c + 1)
+        del f
+        padded = np.zeros((h + 2, wp), dtype=dt)  # calloc: only the pages written below are touched
+        padded.ravel()[fpad] = gl
+        return ids.astype(np.int64), cls(n=n, padded=padded, fpad=fpad, g=g, r=r, c=c, starts=starts,
+                                         counts=counts)
+
+    @classmethod
+    def from_dense(cls, dense: np.ndarray, n: int) -> "Pixels":
+        """The table of a label image already numbered 1..n (every label present)."""
+        ids, px = cls.from_labels(np.asarray(dense))
+        if px is None or px.n != n or not np.array_equal(ids, np.arange(1, n + 1)):
+            raise ValueError(f"labels must be numbered 1..{n} with every label present")
+        return px
+
+    @property
+    def dense(self) -> np.ndarray:
+        """The renumbered label image (1..n), without the border."""
+        return np.ascontiguousarray(self.padded[1:-1, 1:-1])
 
     @property
     def width_padded(self) -> int:
@@ -81,7 +170,10 @@ class Pixels:
         if "code" not in self._same:
             P = self.padded
             h, w = P.shape[0] - 2, P.shape[1] - 2
-            if 10 * len(self.fpad) >= h * w:
+            nb = _nb()
+            if nb is not None:
+                self._same["code"] = nb.neighbour_code(P.ravel(), self.fpad, self.width_padded)
+            elif len(self.fpad) >= DENSE_CODE_FRACTION * h * w:
                 # dense image: whole-image slice comparisons beat eight random gathers
                 core = P[1:-1, 1:-1]
                 code = np.zeros((h, w), dtype=np.uint8)
@@ -91,10 +183,20 @@ class Pixels:
                 self._same["code"] = code.ravel()[self.r * w + self.c]
             else:  # sparse image: gather the neighbours of the foreground pixels only
                 flat = P.ravel()
-                lab = (self.g + 1).astype(P.dtype)
-                code = np.zeros(len(self.fpad), dtype=np.uint8)
-                for kk in range(8):
-                    eq = flat[self.fpad + self.offset(kk)] == lab
+                f, g = self.fpad, self.g
+                lab = flat[f]
+                # left / right: the neighbouring pixels in the (label, row-major) order
+                nxt = np.zeros(len(f), dtype=bool)
+                nxt[:-1] = np.diff(f) == 1
+                nxt[:-1] &= g[1:] == g[:-1]
+                prv = np.zeros(len(f), dtype=bool)
+                prv[1:] = nxt[:-1]
+                code = (prv.view(np.uint8) << np.uint8(LEFT)) | (nxt.view(np.uint8) << np.uint8(RIGHT))
+                # the other six: gathers from shifted views of the image with one index array
+                base = self.width_padded + 1  # -(smallest offset); f >= base (zero border)
+                fm = f - base
+                for kk in (UP, DOWN, UL, UR, DL, DR):
+                    eq = np.take(flat[base + self.offset(kk):], fm) == lab
                     code |= eq.view(np.uint8) << np.uint8(kk)
                 self._same["code"] = code
         return self._same["code"]
@@ -124,21 +226,33 @@ def bbox(px: Pixels) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def central_moments(px: Pixels) -> dict[str, np.ndarray]:
     """Centroid and central moments ``mu_pq`` (p = row power, q = column power) up to order 3."""
     m00 = px.counts.astype(np.float64)
+    nb = _nb()
+    if nb is not None:
+        m = nb.central_moments(px.r, px.c, px.starts, px.counts)
+        return {"00": m00, "cr": m[:, 0], "cc": m[:, 1], "20": m[:, 2], "11": m[:, 3], "02": m[:, 4],
+                "30": m[:, 5], "21": m[:, 6], "12": m[:, 7], "03": m[:, 8]}
     # local coordinates (from the bounding-box corner, like regionprops): the results are then
     # bit-identical wherever the label sits in the image
     r0 = px.r[px.starts]
     c0 = np.minimum.reduceat(px.c, px.starts)
-    rl = (px.r - r0[px.g]).astype(np.float64)
-    cl = (px.c - c0[px.g]).astype(np.float64)
-    lr = px.sum(rl) / m00
-    lc = px.sum(cl) / m00
+    # per-label values are spread with repeat (pixels are grouped by label), and the products reuse
+    # two buffers: fewer fresh arrays to fault in
+    dr = np.subtract(px.r, np.repeat(r0, px.counts), dtype=np.float64)
+    dc = np.subtract(px.c, np.repeat(c0, px.counts), dtype=np.float64)
+    lr = px.sum(dr) / m00
+    lc = px.sum(dc) / m00
     cr, cc = r0 + lr, c0 + lc
-    dr = rl - lr[px.g]
-    dc = cl - lc[px.g]
-    dr2, dc2 = dr * dr, dc * dc
-    mu = {"00": m00, "cr": cr, "cc": cc,
-          "20": px.sum(dr2), "11": px.sum(dr * dc), "02": px.sum(dc2),
-          "30": px.sum(dr2 * dr), "21": px.sum(dr2 * dc), "12": px.sum(dr * dc2), "03": px.sum(dc2 * dc)}
+    dr -= np.repeat(lr, px.counts)
+    dc -= np.repeat(lc, px.counts)
+    sq = np.multiply(dr, dr)
+    cube = np.multiply(sq, dr)
+    mu = {"00": m00, "cr": cr, "cc": cc, "20": px.sum(sq), "30": px.sum(cube)}
+    mu["21"] = px.sum(np.multiply(sq, dc, out=cube))
+    np.multiply(dc, dc, out=sq)
+    mu["02"] = px.sum(sq)
+    mu["03"] = px.sum(np.multiply(sq, dc, out=cube))
+    mu["12"] = px.sum(np.multiply(dr, sq, out=cube))
+    mu["11"] = px.sum(np.multiply(dr, dc, out=cube))
     return mu
 
 
@@ -197,6 +311,10 @@ _PERIM_W[[13, 23]] = (1.0 + SQRT2) / 2.0
 
 def perimeter(px: Pixels) -> np.ndarray:
     """skimage's ``perimeter`` per label (px): weighted count of the 4-connected border pixels."""
+    nb = _nb()
+    if nb is not None:
+        return nb.perimeter(px.padded.ravel(), px.fpad, px.code, px.starts, px.counts, px.width_padded,
+                            _PERIM_W)
     border = _LUT["border"][px.code]
     bimg = np.zeros(px.padded.size, dtype=bool)
     bimg[px.fpad[border]] = True
@@ -229,6 +347,7 @@ def _code_luts() -> dict[str, np.ndarray]:
 
 
 _LUT = _code_luts()
+_LUT_INT = {k: v.astype(np.int64) for k, v in _LUT.items() if k != "border"}
 
 
 def boundary_counts(px: Pixels) -> dict[str, np.ndarray]:
@@ -242,6 +361,14 @@ def boundary_counts(px: Pixels) -> dict[str, np.ndarray]:
     Each 2x2 window is seen once per label pixel in it: a Q1 window once, Q3 three times, QD twice.
     """
     code = px.code
+    nb = _nb()
+    if nb is not None:
+        t = _LUT_INT
+        sums = nb.boundary_sums(code, px.starts, px.counts, t["axis_diff"], t["diag_diff"], t["q1"], t["q3"],
+                                t["qd"])
+        S1, S3, SD = sums[:, 2], sums[:, 3], sums[:, 4]
+        return {"n_axis": sums[:, 0], "n_diag": sums[:, 1],
+                "euler": np.rint((S1 - S3 / 3.0 - SD) / 4.0), "turns": S1 + S3 / 3.0 + SD}
     S1 = px.sum(_LUT["q1"][code])
     S3 = px.sum(_LUT["q3"][code])
     SD = px.sum(_LUT["qd"][code])
@@ -268,8 +395,29 @@ def _convex_chain(g: np.ndarray, y: np.ndarray, x: np.ndarray, side: int) -> np.
     -x (the left side of the hull), ``side=+1`` the right side.  All points of a group that are not
     strictly convex turns are removed in parallel, repeatedly, until none is left (a removed point is
     never a hull vertex, so the fixed point is the hull chain).
+
+    A first pass keeps only the points that reach strictly further out (to -x for ``side=-1``) than
+    every point before them or every point after them in their group, and the group's end points:
+    any other point lies on or inside the segment between an earlier and a later point that reach
+    at least as far, so it is never a strict hull vertex (the chain is unchanged, the loop shorter).
     """
-    idx = np.arange(len(g))
+    n_pts = len(g)
+    if n_pts > 2:
+        v = (x if side < 0 else -x).astype(np.int64)  # smaller = further out
+        big = int(v.max()) - int(v.min()) + 1
+        gi = g.astype(np.int64)
+        first = np.r_[True, gi[1:] != gi[:-1]]
+        last = np.r_[first[1:], True]
+        # grouped running minima: offsets by group keep earlier (later) groups out of the minimum
+        fwd = np.minimum.accumulate(v - gi * big)
+        out_before = np.ones(n_pts, dtype=bool)
+        out_before[1:] = (v[1:] - gi[1:] * big) < fwd[:-1]
+        bwd = np.minimum.accumulate((v + gi * big)[::-1])[::-1]
+        out_after = np.ones(n_pts, dtype=bool)
+        out_after[:-1] = (v[:-1] + gi[:-1] * big) < bwd[1:]
+        idx = np.flatnonzero(first | last | out_before | out_after)
+    else:
+        idx = np.arange(n_pts)
     while True:
         gg = g[idx]
         inner = np.ones(len(idx), dtype=bool)
@@ -320,12 +468,16 @@ def convex_hull(px: Pixels, want_feret: bool = True) -> dict[str, np.ndarray]:
     every computation is exact integer arithmetic.
     """
     # Leftmost and rightmost pixel of every (label, row).
-    key = px.g * (px.padded.shape[0] + 1) + px.r
-    brk = np.flatnonzero(key[1:] != key[:-1])
-    first = np.r_[0, brk + 1]
-    last = np.r_[brk, len(key) - 1]
-    gr, rr = px.g[first], px.r[first]
-    cl, cr = px.c[first], px.c[last]
+    nb = _nb()
+    if nb is not None:
+        gr, rr, cl, cr = nb.row_extremes(px.g, px.r, px.c)
+    else:
+        key = px.g * (px.padded.shape[0] + 1) + px.r
+        brk = np.flatnonzero(key[1:] != key[:-1])
+        first = np.r_[0, brk + 1]
+        last = np.r_[brk, len(key) - 1]
+        gr, rr = px.g[first], px.r[first]
+        cl, cr = px.c[first], px.c[last]
 
     def extremes(xs_even, xs_odd, side):
         # points (2r - 1, xs_odd), (2r, xs_even), (2r + 1, xs_odd) per (g, r), already in (g, y)
@@ -420,19 +572,24 @@ def _feret_from_spans(g: np.ndarray, v: np.ndarray, a: np.ndarray, b: np.ndarray
 
 def _max_pairwise(G: np.ndarray, Y: np.ndarray, X: np.ndarray, n: int, budget: int = 2_000_000) -> np.ndarray:
     """Largest distance between two points of the same group (``G`` sorted); groups of similar size
-    are padded to a common size and processed in chunks of about ``budget`` pairs."""
+    (within 1.25x + 4 points of each other) are padded to a common size and processed together, in
+    chunks of about ``budget`` pairs."""
     counts = np.bincount(G, minlength=n)
     starts = np.r_[0, np.cumsum(counts)[:-1]]
+    nb = _nb()
+    if nb is not None:
+        return nb.max_pairwise(starts, counts, Y, X)
     out = np.zeros(n)
     order = np.argsort(counts, kind="stable")
     order = order[counts[order] > 0]
+    cs = counts[order]
     i = 0
     while i < len(order):
-        j = i + 1
-        while j < len(order) and (j + 1 - i) * int(counts[order[j]]) ** 2 <= budget:
-            j += 1
+        lim = int(cs[i]) * 5 // 4 + 4  # padding stays below ~1.6x the pairs of the chunk's groups
+        j = min(int(np.searchsorted(cs, lim, side="right")), i + max(1, budget // (lim * lim)))
+        j = max(j, i + 1)
         grp = order[i:j]
-        kmax = int(counts[grp].max())
+        kmax = int(cs[j - 1])
         pos = np.arange(kmax)
         # slots beyond a group's size repeat its first point: harmless for a maximum
         ix = starts[grp][:, None] + np.where(pos[None, :] < counts[grp][:, None], pos[None, :], 0)
