@@ -308,7 +308,8 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2))
     lines = ["# tg.feat.label_features vs skimage.measure.regionprops_table", "",
-             f"`{summary['command']}` (median of {repeats}, interleaved, after one untimed warm-up call of each; Python {summary['python']}, numpy "
+             f"`{summary['command']}` (median of {repeats}, interleaved, after one untimed warm-up call of each; "
+             f"Python {summary['python']}, numpy "
              f"{summary['numpy']}, scikit-image {summary['skimage']}; {summary['machine']['note']})", "",
              "| tile | nuclei | regionprops (s) | tissuegraph, same properties (s) | speed-up | shape only speed-up "
              "| full set: features / time (s) | max rel. error |",

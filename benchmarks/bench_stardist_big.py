@@ -195,7 +195,8 @@ def main(argv=None) -> int:
         r = results[f"runner_n_jobs_{n_jobs}"]
         md.append(f"| tg.seg.nuclei (tile {args.tile}, overlap {overlap}, n_jobs {n_jobs}) | {r['seconds']:.1f} | "
                   f"{fmt(r['spread'], 1)} | {r['ratio_to_stardist']:.2f} (per repeat "
-                  f"{', '.join(f'{v:.2f}' for v in r['ratio_to_stardist_per_repeat'])}) | {r['n']} | {r['agreement_f1_iou50']:.4f} | {r['f1_vs_truth']:.3f} |")
+                  f"{', '.join(f'{v:.2f}' for v in r['ratio_to_stardist_per_repeat'])}) | {r['n']} | "
+                  f"{r['agreement_f1_iou50']:.4f} | {r['f1_vs_truth']:.3f} |")
     md += ["", f"`{results['command']}` ({os.cpu_count()} CPU cores, TensorFlow threads {args.threads}; "
            f"{results['reported']}; {results['machine']['note']})"]
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
