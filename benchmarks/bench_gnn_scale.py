@@ -2,7 +2,8 @@
 
 Each size runs in a fresh subprocess. The cells (uniform points at 2,000 cells/mm², symmetrised 6-NN
 graph, ``--features`` features; ``bench_descriptors.synthetic_cells``) and their 256 µm grid samples are
-made first; torch and torch-geometric are warmed up on a tiny slide; then a thread samples the process's
+made first; torch and torch-geometric are warmed up on a small slide (3 batches, so that the worker
+threads run too); then a thread samples the process's
 resident memory (``/proc/self/statm``, every 5 ms) while ``tg.emb.gnn`` (3-layer GIN, width 64) embeds
 every sample. Before the call the freed heap of the setup is returned to the system (``malloc_trim``),
 so that pages the call reuses from the setup do not hide its own memory. Reported: the RSS just before the call (the inputs: cells and samples in memory, which
@@ -46,8 +47,8 @@ def rss_anon():
             if line.startswith("RssAnon:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
-small = synthetic_cells(3000, k=6, mpp=0.5, density_per_mm2=2000.0, n_features={features}, seed=1)
-tg.emb.gnn(tg.graph.grid_samples(small, size_um=256), small, batch_nodes={batch_nodes})   # imports, warm-up
+small = synthetic_cells(3 * {batch_nodes}, k=6, mpp=0.5, density_per_mm2=2000.0, n_features={features}, seed=1)
+tg.emb.gnn(tg.graph.grid_samples(small, size_um=256), small, batch_nodes={batch_nodes}, n_jobs={n_jobs})   # warm-up
 cells = synthetic_cells({n}, k=6, mpp=0.5, density_per_mm2=2000.0, n_features={features}, seed=0)
 samples = tg.graph.grid_samples(cells, size_um=256)
 import ctypes, gc
@@ -69,7 +70,7 @@ th = threading.Thread(target=watch, daemon=True); th.start()
 import tracemalloc
 tracemalloc.start()
 t = time.perf_counter()
-tg.emb.gnn(samples, cells, batch_nodes={batch_nodes})
+tg.emb.gnn(samples, cells, batch_nodes={batch_nodes}, n_jobs={n_jobs})
 secs = time.perf_counter() - t
 traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
 tracemalloc.stop()
@@ -88,12 +89,14 @@ def main() -> None:
     ap.add_argument("--features", type=int, default=75)
     ap.add_argument("--batch-nodes", type=int, default=32768)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--n-jobs", type=int, default=2, help="tg.emb.gnn's n_jobs (threads, one batch each)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
     runs = []
     for n in args.n:
         for rep in range(args.repeats):
-            code = CHILD.format(here=str(HERE), n=n, features=args.features, batch_nodes=args.batch_nodes)
+            code = CHILD.format(here=str(HERE), n=n, features=args.features, batch_nodes=args.batch_nodes,
+                               n_jobs=args.n_jobs)
             env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
             if out.returncode:

@@ -98,7 +98,10 @@ def _membership(samples, cells) -> sp.csr_matrix:
 def _same_names(a, b, step: int = 65536) -> bool:
     """``a == b`` elementwise, in blocks (no O(n) temporaries for millions of cells)."""
     for lo in range(0, len(a), step):
-        if not np.array_equal(np.asarray(a[lo:lo + step]).astype(str), np.asarray(b[lo:lo + step]).astype(str)):
+        x, y = np.asarray(a[lo:lo + step]), np.asarray(b[lo:lo + step])
+        if x.shape == y.shape and bool(np.all(x == y)):  # object/str arrays compared as they are (fast)
+            continue
+        if not np.array_equal(x.astype(str), y.astype(str)):  # e.g. ints on one side, their strings on the other
             return False
     return True
 
@@ -107,12 +110,13 @@ class _SampleGraphs:
     """Everything needed to cut batches of sample graphs out of the cell graph (vectorised)."""
 
     def __init__(self, samples, cells, *, inputs: tuple[str, ...], graph_key: str, stats: dict | None = None,
-                 edge_attr: bool = False, sparse_adj: bool = False, nan: str = "mean"):
+                 edge_attr: bool = False, sparse_adj: bool = False, nan: str = "mean", workers: int = 1):
         from ..graph._samples import _cell_slides, _check_cells, _slide_mpp
 
         if nan not in ("mean", "error"):
             raise InputError(f"nan must be 'mean' (NaN features -> column mean) or 'error', got {nan!r}.")
         self.nan = nan
+        self.workers = max(1, int(workers))
         self.n_nonfinite = 0
         self.inputs = inputs
         self.edge_attr = edge_attr
@@ -184,37 +188,67 @@ class _SampleGraphs:
     # ------------------------------------------------------------------------------- standardisation
     def _fit_standardisation(self) -> tuple[np.ndarray, np.ndarray]:
         """Column mean and std over the cells that belong to a sample, in blocks (no copy of X); NaN and
-        infinite values are left out of the statistics (and counted)."""
+        infinite values are left out of the statistics (and counted).
+
+        One-pass shifted sums (the shift is the first block's mean: numerically stable), one partial sum
+        per block of 16,384 cells added in block order, so the result does not depend on ``workers``
+        (threads that share the blocks; numpy releases the GIL)."""
         used = np.zeros(self.n_cells, dtype=bool)
         used[self.M.indices] = True
         X = self.X
         d = X.shape[1]
-        s1 = np.zeros(d)
-        s2 = np.zeros(d)
-        cnt = np.zeros(d)
-        shift = None
-        n_bad = 0
         step = 16384
-        for lo in range(0, self.n_cells, step):
+        starts = [lo for lo in range(0, self.n_cells, step) if used[lo:lo + step].any()]
+
+        def load(lo: int) -> np.ndarray:
             u = used[lo:lo + step]
-            if not u.any():
-                continue
             block = X[lo:lo + step]
             block = block.toarray() if sp.issparse(block) else np.asarray(block)
             if not u.all():
                 block = block[u]
-            b = block.astype(np.float64)
+            return block.astype(np.float64)
+
+        shift = None
+        if starts:
+            b = load(starts[0])
             ok = np.isfinite(b)
-            if not ok.all():
-                n_bad += int((~ok).sum())
-                b = np.where(ok, b, 0.0)
-            if shift is None:  # shifted sums: numerically stable one-pass variance
-                c = ok.sum(0)
-                shift = np.where(c > 0, b.sum(0) / np.maximum(c, 1), 0.0)
+            c = ok.sum(0)
+            shift = np.where(c > 0, np.where(ok, b, 0.0).sum(0) / np.maximum(c, 1), 0.0)
+        parts = np.zeros((len(starts), 3, d))  # s1, s2, count per block
+        bad = np.zeros(len(starts), dtype=np.int64)
+
+        def part(k: int) -> None:
+            b = load(starts[k])
+            colsum = b.sum(0)
+            if np.isfinite(colsum).all():  # the usual case: no mask (NaN/inf would propagate into the sum)
+                b -= shift
+                parts[k, 0] = colsum - len(b) * shift
+                parts[k, 1] = np.einsum("ij,ij->j", b, b)
+                parts[k, 2] = len(b)
+                return
+            ok = np.isfinite(b)
+            bad[k] = int((~ok).sum())
             b = np.where(ok, b - shift, 0.0)
-            s1 += b.sum(0)
-            s2 += np.einsum("ij,ij->j", b, b)
-            cnt += ok.sum(0)
+            parts[k, 0] = b.sum(0)
+            parts[k, 1] = np.einsum("ij,ij->j", b, b)
+            parts[k, 2] = ok.sum(0)
+
+        if self.workers > 1 and len(starts) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(self.workers, len(starts))) as ex:
+                list(ex.map(part, range(len(starts))))
+        else:
+            for k in range(len(starts)):
+                part(k)
+        s1 = np.zeros(d)
+        s2 = np.zeros(d)
+        cnt = np.zeros(d)
+        for k in range(len(starts)):  # in block order: the same sums whatever the number of threads
+            s1 += parts[k, 0]
+            s2 += parts[k, 1]
+            cnt += parts[k, 2]
+        n_bad = int(bad.sum())
         self.n_nonfinite = n_bad
         if n_bad:
             if self.nan == "error":
@@ -261,8 +295,11 @@ class _SampleGraphs:
         starts = Mi[rows]
         # node k = (graph g_k, cell c_k), graphs in block order, cells sorted within a graph
         g = np.repeat(np.arange(nb, dtype=np.int64), counts)
-        offs = np.concatenate([[0], np.cumsum(counts)[:-1]]) if nb else np.zeros(0, np.int64)
-        c = self.M.indices[np.repeat(starts - offs, counts) + np.arange(N, dtype=np.int64)].astype(np.int64)
+        if nb and rows[-1] - rows[0] == nb - 1 and (nb == 1 or (np.diff(rows) == 1).all()):
+            c = self.M.indices[Mi[rows[0]]:Mi[rows[-1] + 1]].astype(np.int64)  # consecutive samples: a slice
+        else:
+            offs = np.concatenate([[0], np.cumsum(counts)[:-1]]) if nb else np.zeros(0, np.int64)
+            c = self.M.indices[np.repeat(starts - offs, counts) + np.arange(N, dtype=np.int64)].astype(np.int64)
         # every cell-graph edge out of a node's cell, kept when the neighbour is in the same sample
         a_start = self.A_indptr[c].astype(np.int64)
         deg = self.A_indptr[c + 1].astype(np.int64) - a_start
@@ -270,8 +307,10 @@ class _SampleGraphs:
         eoffs = np.concatenate([[0], np.cumsum(deg)[:-1]]) if N else np.zeros(0, np.int64)
         tgt = np.repeat(np.arange(N, dtype=np.int64), deg)
         nbr = self.A_indices[np.repeat(a_start - eoffs, deg) + np.arange(E0, dtype=np.int64)]
-        node_keys = g * self.n_cells + c  # sorted (graphs in order, cells sorted within)
-        keys = g[tgt] * self.n_cells + nbr
+        gk = g * self.n_cells
+        node_keys = gk + c  # sorted (graphs in order, cells sorted within)
+        keys = np.repeat(gk, deg)
+        keys += nbr
         at = np.minimum(np.searchsorted(node_keys, keys), max(N - 1, 0))
         ok = node_keys[at] == keys if N else np.zeros(0, dtype=bool)
         src = at[ok]
@@ -304,15 +343,17 @@ class _SampleGraphs:
                 xb = self.X[c]  # a fresh copy (fancy indexing): standardised in place
                 xb = xb.toarray() if sp.issparse(xb) else np.asarray(xb)
                 xb = np.asarray(xb, dtype=np.float32)
-                xb -= self.mean
-                xb /= self.std
-                bad = ~np.isfinite(xb)
-                if bad.any():
+                np.subtract(xb, self.mean, out=xb)
+                np.divide(xb, self.std, out=xb)
+                # one pass to find non-finite values (NaN and inf propagate into the sum); the mask only
+                # when there are some
+                if not np.isfinite(np.add.reduce(xb, axis=None, dtype=np.float64)):
+                    bad = ~np.isfinite(xb)
                     if self.nan == "error":
                         raise InputError("cells.X has NaN or infinite feature values in sample member cells; "
                                          "impute or drop them first, or pass nan='mean'.")
                     xb[bad] = 0.0
-                parts.append(xb.astype(np.float32, copy=False))
+                parts.append(xb)
             elif name == "positions":
                 rel = (self.xy[c] - self.centers[rows[g]]) * self.cell_mpp[c][:, None] / POSITION_SCALE_UM
                 parts.append(rel.astype(np.float32))
@@ -382,10 +423,12 @@ def _resolve_model(model: Any):
 
 @contextmanager
 def _torch_threads(n_jobs: int | None):
-    """Run torch with ``n_jobs`` intra-op threads (default ``tg.settings.n_jobs``), restored afterwards.
+    """Run torch with ``n_jobs`` intra-op threads (default ``tg.settings.n_jobs``), restored afterwards;
+    yields ``n_jobs``.
 
     One thread is the default: on a shared machine torch's thread pool spends most of its time waiting
-    for cores on the small operations of a GNN (measured 20x slower under load).
+    for cores on the small operations of a GNN (measured 20x slower under load). Embedding with
+    ``n_jobs >= 2`` runs batches in parallel threads instead (see :func:`_run_models`).
     """
     import torch
 
@@ -407,8 +450,17 @@ def _weights_hash(module) -> str:
 
 
 def _run_models(graphs: _SampleGraphs, models: list[tuple[Any, int | str]], *, batch_nodes: int, device: str,
-                desc: str) -> list[np.ndarray]:
-    """Embed every sample with each ``(module, layer)``, one pass over the batches."""
+                desc: str, workers: int = 1) -> list[np.ndarray]:
+    """Embed every sample with each ``(module, layer)``, one pass over the batches.
+
+    With ``workers >= 2`` (CPU), that many threads each cut a batch (numpy) and run the models on it
+    (torch with one intra-op thread per worker: the cores work on different batches, with no thread-pool
+    barriers inside the small operations of a GNN, which stall on a shared machine); torch and numpy
+    release the GIL in their kernels. At most ``workers`` batches are alive at a time. A batch's result
+    does not depend on the thread that computed it. Freed batch buffers are kept by the allocator for the
+    next batch (no ``malloc_trim`` per batch: returning and re-faulting the pages cost more than the
+    model); the free heap is given back once at the end.
+    """
     import torch
 
     from .._compat import release_memory
@@ -418,14 +470,43 @@ def _run_models(graphs: _SampleGraphs, models: list[tuple[Any, int | str]], *, b
         m.to(device).eval()
     order = np.arange(graphs.n_samples, dtype=np.int64)
     blocks = graphs.blocks(order, batch_nodes)
-    with torch.inference_mode(), progress_bar(total=len(blocks), desc=desc, unit="batch") as bar:
-        for rows in blocks:
+    workers = max(1, min(int(workers), len(blocks)))
+
+    def work(rows: np.ndarray) -> None:
+        with torch.inference_mode():  # thread-local
             gb = graphs.batch(rows).to(device)
             for (m, layer), out in zip(models, outs):
-                out[rows] = m.embed(gb, layer=layer).float().cpu().numpy()
+                out[rows] = m.embed(gb, layer=layer).float().cpu().numpy()  # disjoint rows per batch
             del gb
-            release_memory()  # freed batch buffers go back to the system: RSS does not creep with the slide
-            bar.update(1)
+
+    try:
+        with progress_bar(total=len(blocks), desc=desc, unit="batch") as bar:
+            if workers == 1:
+                for rows in blocks:
+                    work(rows)
+                    bar.update(1)
+            else:
+                from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+                old = torch.get_num_threads()
+                torch.set_num_threads(1)
+                try:
+                    with ThreadPoolExecutor(workers, thread_name_prefix="tg-gnn") as ex:
+                        pending = set()
+                        for rows in blocks:  # a window of `workers` batches in flight (bounded memory)
+                            if len(pending) >= workers:
+                                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                                for f in done:
+                                    f.result()
+                                bar.update(len(done))
+                            pending.add(ex.submit(work, rows))
+                        for f in pending:
+                            f.result()
+                        bar.update(len(pending))
+                finally:
+                    torch.set_num_threads(old)
+    finally:
+        release_memory()
     return outs
 
 
@@ -479,7 +560,8 @@ def gnn(samples, cells, *, model: Any = "gin", inputs: str | Sequence[str] = "fe
     device
         Torch device (default ``tg.settings.device``).
     n_jobs
-        Torch CPU threads (default ``tg.settings.n_jobs``, i.e. 1).
+        CPU cores (default ``tg.settings.n_jobs``, i.e. 1). With 2 or more, that many threads each cut
+        a batch of sample graphs and run the model on it (one torch thread each); same results.
     copy
         Return a modified copy instead of writing into ``samples``.
 
@@ -492,14 +574,15 @@ def gnn(samples, cells, *, model: Any = "gin", inputs: str | Sequence[str] = "fe
     _check_pair(samples, cells)
     samples = samples.copy() if copy else samples
     module, card, conv = _resolve_model(model)
-    with _torch_threads(n_jobs):
+    with _torch_threads(n_jobs) as n:
         if module is None:
             _gnn_untrained(samples, cells, conv=conv, inputs=inputs, seeds=[seed], layer=layer,
                            arch=_architecture_kwargs(conv, hidden, depth, norm, pool, heads), key_added=key_added,
-                           graph_key=graph_key, batch_nodes=batch_nodes, device=device, what="tg.emb.gnn", nan=nan)
+                           graph_key=graph_key, batch_nodes=batch_nodes, device=device, what="tg.emb.gnn", nan=nan,
+                           workers=n)
         else:
             _gnn_trained(samples, cells, module=module, card=card, layer=layer, key_added=key_added,
-                         graph_key=graph_key, batch_nodes=batch_nodes, device=device, nan=nan)
+                         graph_key=graph_key, batch_nodes=batch_nodes, device=device, nan=nan, workers=n)
     return samples if copy else None
 
 
@@ -533,11 +616,11 @@ def gnn_twins(samples, cells, *, model: Any = "gin", inputs: str | Sequence[str]
     input_sets = [inputs]
     if topology and _parse_inputs(inputs) != ("topology",):
         input_sets.append("topology")
-    with _torch_threads(n_jobs):
+    with _torch_threads(n_jobs) as n:
         for inp in input_sets:
             _gnn_untrained(samples, cells, conv=arch["conv"], inputs=inp, seeds=seeds, layer=layer, arch=arch,
                            key_added=None, graph_key=graph_key, batch_nodes=batch_nodes, device=device,
-                           what="tg.emb.gnn_twins", nan=nan)
+                           what="tg.emb.gnn_twins", nan=nan, workers=n)
     return samples if copy else None
 
 
@@ -549,7 +632,7 @@ def _base_params(graphs: _SampleGraphs, graph_key: str, batch_nodes: int, n_empt
 
 
 def _gnn_untrained(samples, cells, *, conv, inputs, seeds, layer, arch, key_added, graph_key, batch_nodes,
-                   device, what, nan="mean"):
+                   device, what, nan="mean", workers=1):
     from .._settings import settings
     from ..models.gnn import GNNEncoder
 
@@ -560,12 +643,12 @@ def _gnn_untrained(samples, cells, *, conv, inputs, seeds, layer, arch, key_adde
     probe = GNNEncoder(1, **arch, edge_dim=1)
     probe._layers(layer)  # validate early
     graphs = _SampleGraphs(samples, cells, inputs=parts, graph_key=graph_key, edge_attr=probe.uses_edge_attr,
-                           sparse_adj=conv in ("gin", "sage", "gcn"), nan=nan)
+                           sparse_adj=conv in ("gin", "sage", "gcn"), nan=nan, workers=workers)
     models = [(GNNEncoder(graphs.in_channels, **arch, edge_dim=1, seed=s), layer) for s in seeds]
     tag = _layer_tag(layer, arch["depth"])
     with timed(f"{what}: {len(seeds)} untrained {models[0][0].architecture} on {iname}"):
         outs = _run_models(graphs, models, batch_nodes=batch_nodes, device=device,
-                           desc=f"GNN {models[0][0].architecture} ({iname})")
+                           desc=f"GNN {models[0][0].architecture} ({iname})", workers=workers)
     n_empty = int((graphs.n_nodes == 0).sum())
     for (m, _), s, X in zip(models, seeds, outs):
         key = key_added if key_added is not None and len(seeds) == 1 else \
@@ -580,7 +663,8 @@ def _gnn_untrained(samples, cells, *, conv, inputs, seeds, layer, arch, key_adde
         logger.info("%s: samples.obsm[%r] (%d x %d)", what, key, *X.shape)
 
 
-def _gnn_trained(samples, cells, *, module, card, layer, key_added, graph_key, batch_nodes, device, nan="mean"):
+def _gnn_trained(samples, cells, *, module, card, layer, key_added, graph_key, batch_nodes, device, nan="mean",
+                 workers=1):
     from .._settings import settings
 
     device = device or settings.device
@@ -597,14 +681,14 @@ def _gnn_trained(samples, cells, *, module, card, layer, key_added, graph_key, b
     module._layers(layer)
     graphs = _SampleGraphs(samples, cells, inputs=parts, graph_key=graph_key, stats=stats,
                            edge_attr=module.uses_edge_attr, sparse_adj=module.conv_name in ("gin", "sage", "gcn"),
-                           nan=nan)
+                           nan=nan, workers=workers)
     if graphs.in_channels != module.in_channels:
         raise InputError(f"The model takes {module.in_channels} input columns but inputs={iname!r} on these cells "
                          f"give {graphs.in_channels}; use cells with the same features / cell types.")
     objective = card.get("objective") or "trained"
     with timed(f"tg.emb.gnn: trained {module.architecture} ({objective}) on {iname}"):
         (X,) = _run_models(graphs, [(module, layer)], batch_nodes=batch_nodes, device=device,
-                           desc=f"GNN {module.architecture} ({objective})")
+                           desc=f"GNN {module.architecture} ({objective})", workers=workers)
     tag = _layer_tag(layer, module.depth)
     key = K.obsm.rep(key_added if key_added is not None else
                      f"X_gnn_{module.conv_name}_{iname.replace('+', '-')}_{objective}" + (f"_{tag}" if tag else ""))

@@ -15,6 +15,13 @@ Accepted layouts
   encoder's image size);
 - torchvision ResNet names are the same as timm's (``conv1``, ``bn1``, ``layerN.i.convK``,
   ``downsample.0/1``), so a torchvision ResNet state dict loads into the timm model of the same depth;
+- a torchvision ``VisionTransformer`` state dict (``vit_b_16``, ``vit_l_16``, ...: ``class_token``,
+  ``conv_proj``, ``encoder.pos_embedding``, ``encoder.layers.encoder_layer_{i}.*``, ``encoder.ln``,
+  ``heads.head``) is renamed to timm's ViT layout (``cls_token``, ``patch_embed.proj``, ``pos_embed``,
+  ``blocks.{i}.norm1/attn.qkv/attn.proj/norm2/mlp.fc1/mlp.fc2``, ``norm``, ``head``) when it is loaded into
+  a timm ViT of the same size (``vit_b_16`` = ``vit_base_patch16_224``, ``vit_l_16`` =
+  ``vit_large_patch16_224``, ``vit_h_14`` = ``vit_huge_patch14_224`` ...); both use the same
+  pre-norm blocks, LayerNorm eps 1e-6, exact GELU and class-token pooling, so the outputs agree;
 - a first convolution with 3 input channels loaded into an encoder with another ``in_chans`` is adapted
   with timm's ``adapt_input_conv`` (channel mean repeated, as timm does for pretrained weights).
 
@@ -33,7 +40,8 @@ from typing import Any
 from .._errors import InputError, WeightsUnavailableError
 from .._logging import logger
 
-__all__ = ["read_state_dict", "file_sha256", "state_dict_sha256", "match_state_dict", "PRETRAINED_WORDS"]
+__all__ = ["read_state_dict", "file_sha256", "state_dict_sha256", "match_state_dict", "PRETRAINED_WORDS",
+           "convert_torchvision_vit", "is_torchvision_vit"]
 
 _WRAPPERS = ("state_dict", "model", "model_state_dict", "module", "teacher", "student", "net", "network")
 _PREFIXES = ("module.", "model.", "_orig_mod.", "backbone.", "encoder.", "trunk.", "timm_model.")
@@ -138,6 +146,75 @@ def unwrap_state_dict(state: Any, where: str = "weights") -> dict:
     return tensors
 
 
+_TV_VIT_BLOCK = {"ln_1": "norm1", "ln_2": "norm2", "self_attention.in_proj_weight": "attn.qkv.weight",
+                 "self_attention.in_proj_bias": "attn.qkv.bias", "self_attention.out_proj": "attn.proj",
+                 "mlp.0": "mlp.fc1", "mlp.3": "mlp.fc2", "mlp.linear_1": "mlp.fc1", "mlp.linear_2": "mlp.fc2"}
+_TV_VIT_NAMES = {(768, 12, 16): "vit_base_patch16_224", (768, 12, 32): "vit_base_patch32_224",
+                 (1024, 24, 16): "vit_large_patch16_224", (1024, 24, 32): "vit_large_patch32_224",
+                 (1280, 32, 14): "vit_huge_patch14_224"}
+
+
+def is_torchvision_vit(state: dict) -> bool:
+    """Whether ``state`` has torchvision's ``VisionTransformer`` layout."""
+    return "class_token" in state and "conv_proj.weight" in state and "encoder.pos_embedding" in state
+
+
+def torchvision_vit_summary(state: dict) -> str:
+    """``'width W, D blocks, patch P (timm: name)'`` of a torchvision ViT state dict, for messages."""
+    import re
+
+    width = int(state["class_token"].shape[-1])
+    depth = len({m.group(1) for k in state for m in [re.match(r"encoder\.layers\.encoder_layer_(\d+)\.", k)] if m})
+    patch = int(state["conv_proj.weight"].shape[-1])
+    name = _TV_VIT_NAMES.get((width, depth, patch))
+    return f"width {width}, {depth} blocks, patch {patch}" + (f" (timm: {name!r})" if name else "")
+
+
+def convert_torchvision_vit(state: dict) -> dict:
+    """Rename a torchvision ``VisionTransformer`` state dict to timm's ``VisionTransformer`` names.
+
+    ``class_token`` -> ``cls_token``; ``conv_proj`` -> ``patch_embed.proj``; ``encoder.pos_embedding`` ->
+    ``pos_embed``; ``encoder.layers.encoder_layer_{i}.ln_1/ln_2`` -> ``blocks.{i}.norm1/norm2``;
+    ``.self_attention.in_proj_weight/bias`` -> ``.attn.qkv.weight/bias`` (q, k, v stacked in the same
+    order); ``.self_attention.out_proj`` -> ``.attn.proj``; ``.mlp.0/3`` (or the older ``.mlp.linear_1/2``)
+    -> ``.mlp.fc1/fc2``; ``encoder.ln`` -> ``norm``; ``heads.head`` -> ``head``. Tensors are unchanged
+    (same shapes in both layouts). Keys it does not know (e.g. ``heads.pre_logits``) keep their names, so
+    they surface as unexpected keys.
+    """
+    import re
+
+    out = {}
+    block = re.compile(r"encoder\.layers\.encoder_layer_(\d+)\.(.+)")
+    for k, v in state.items():
+        new = k
+        if k == "class_token":
+            new = "cls_token"
+        elif k.startswith("conv_proj."):
+            new = "patch_embed.proj." + k[len("conv_proj."):]
+        elif k == "encoder.pos_embedding":
+            new = "pos_embed"
+        elif k.startswith("encoder.ln."):
+            new = "norm." + k[len("encoder.ln."):]
+        elif k.startswith("heads.head."):
+            new = "head." + k[len("heads.head."):]
+        else:
+            m = block.fullmatch(k)
+            if m is not None:
+                rest = m.group(2)
+                for a, b in _TV_VIT_BLOCK.items():
+                    if rest == a or rest.startswith(a + "."):
+                        new = f"blocks.{m.group(1)}.{b}{rest[len(a):]}"
+                        break
+        if new in out:
+            raise InputError(f"torchvision ViT state dict: {k!r} and another key both map to {new!r}.")
+        out[new] = v
+    return out
+
+
+def _is_timm_vit(target: dict) -> bool:
+    return "cls_token" in target and "patch_embed.proj.weight" in target and "blocks.0.attn.qkv.weight" in target
+
+
 def match_state_dict(model, state: dict, *, strict: bool = True, where: str = "weights") -> dict:
     """Map ``state`` onto the timm ``model``'s names and check keys and shapes.
 
@@ -151,6 +228,19 @@ def match_state_dict(model, state: dict, *, strict: bool = True, where: str = "w
 
     target = model.state_dict()
     state = dict(state)
+    tv_vit = is_torchvision_vit(state)
+    hint = ""
+    if tv_vit:
+        summary = torchvision_vit_summary(state)
+        if _is_timm_vit(target):
+            state = convert_torchvision_vit(state)
+            logger.info("%s: torchvision ViT state dict (%s) renamed to timm's layout", where, summary)
+            if not any(k.startswith("head.") for k in target):  # no classifier: its pre-logits go with it
+                state = {k: v for k, v in state.items() if not k.startswith("heads.")}
+            hint = f" The file is a torchvision VisionTransformer ({summary}); use the timm ViT of that size."
+        else:
+            hint = (f" The file is a torchvision VisionTransformer ({summary}): load it into a timm ViT of "
+                    "that size.")
     # timm's own converter for this architecture (other layouts, position-embedding resampling)
     filt = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
     if filt is not None:
@@ -203,7 +293,7 @@ def match_state_dict(model, state: dict, *, strict: bool = True, where: str = "w
         raise InputError(
             f"{where} does not fit {type(model).__name__} ({arch}): "
             + "; ".join(problems) + ". Check the architecture name (model=...), in_chans and img_size, or "
-            "pass strict=False to load a partial state dict (shape mismatches are never loaded).")
+            "pass strict=False to load a partial state dict (shape mismatches are never loaded)." + hint)
     if missing:
         logger.warning("%s: %d missing key(s) keep their random initialisation: %s", where, len(missing),
                        _describe_keys(missing))

@@ -161,7 +161,8 @@ class GNNEncoder(nn.Module):
         h = self.hidden
         name = self.conv_name
         if name in ("gin", "gine"):
-            mlp = nn.Sequential(nn.Linear(c_in, h), nn.ReLU(), nn.Linear(h, h))
+            # in-place ReLU: the first linear's output is a fresh tensor (and not needed for its gradient)
+            mlp = nn.Sequential(nn.Linear(c_in, h), nn.ReLU(inplace=True), nn.Linear(h, h))
             if name == "gin":
                 return gnn.GINConv(mlp, train_eps=False)
             return gnn.GINEConv(mlp, train_eps=False, edge_dim=self.edge_dim)
@@ -257,22 +258,24 @@ class GNNEncoder(nn.Module):
                                  f"(n_edges, {self.edge_dim}).")
             if edge_attr.dim() == 1:
                 edge_attr = edge_attr[:, None]
-        use_sparse = adj_t is not None and self.conv_name in _SPARSE_OK
-        graph = adj_t if use_sparse else edge_index
+        graph = adj_t if adj_t is not None and self.conv_name in _SPARSE_OK else edge_index
         out = []
         h = x
         last = self.depth - 1 if upto is None else upto
         for i in range(last + 1):
-            if self.edge_dim is not None:
-                h = self.convs[i](h, graph, edge_attr)
-            else:
-                h = self.convs[i](h, graph)
-            h = self.norms[i](h)
-            h = torch.relu(h)
-            if self.dropout and self.training:
-                h = nn.functional.dropout(h, p=self.dropout, training=True)
+            h = self._step(i, h, graph, edge_attr)
             out.append(h)
         return out
+
+    def _step(self, i: int, h: Tensor, graph, edge_attr: Tensor | None) -> Tensor:
+        """Layer ``i``: convolution, normalisation, ReLU (in place when no gradient is recorded: the
+        normalised tensor is a fresh one), dropout while training."""
+        h = self.convs[i](h, graph, edge_attr) if self.edge_dim is not None else self.convs[i](h, graph)
+        h = self.norms[i](h)
+        h = torch.relu(h) if torch.is_grad_enabled() else h.relu_()
+        if self.dropout and self.training:
+            h = nn.functional.dropout(h, p=self.dropout, training=True)
+        return h
 
     def pool(self, hs: list[Tensor], batch: Tensor, num_graphs: int, layer: int | str = -1) -> Tensor:
         """Pool per-layer node embeddings to (num_graphs, d) for ``layer``."""
@@ -303,12 +306,35 @@ class GNNEncoder(nn.Module):
             batch = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
         if num_graphs is None:
             num_graphs = int(batch.max()) + 1 if batch.numel() else 1
-        upto = None if which is None else max(which)
+        upto = self.depth - 1 if which is None else max(which)
         if x.shape[0] == 0:
             width = self.out_channels(layer)
             return x.new_zeros((num_graphs, width))
-        hs = self.node_embeddings(x, edge_index, edge_attr=edge_attr, adj_t=adj_t, upto=upto)
-        return self.pool(hs, batch, num_graphs, layer)
+        if x.dim() != 2 or x.shape[1] != self.in_channels:
+            raise InputError(f"x must have shape (n_nodes, {self.in_channels}), got {tuple(x.shape)}.")
+        if self.edge_dim is not None:
+            if edge_attr is None:
+                raise InputError(f"conv={self.conv_name!r} with edge_dim={self.edge_dim} needs edge_attr "
+                                 f"(n_edges, {self.edge_dim}).")
+            if edge_attr.dim() == 1:
+                edge_attr = edge_attr[:, None]
+        graph = adj_t if adj_t is not None and self.conv_name in _SPARSE_OK else edge_index
+        # layer by layer, pooling a layer's nodes as soon as it is computed (only the pooled layers are
+        # kept, so a batch holds at most two layers' node embeddings)
+        keep = set(range(self.depth)) if which is None else set(which)
+        pooled = {}
+        h = x
+        for i in range(upto + 1):
+            h = self._step(i, h, graph, edge_attr)
+            if i in keep:
+                pooled[i] = self.pools[i](h, index=batch, dim_size=num_graphs)
+        del h
+        out = pooled[upto] if which is not None else torch.cat([pooled[i] for i in range(self.depth)], dim=1)
+        # a graph without nodes: zeros, whatever the pooling (documented)
+        empty = torch.bincount(batch, minlength=num_graphs) == 0
+        if bool(empty.any()):
+            out = out.masked_fill(empty[:, None], 0.0)
+        return out
 
     def embed(self, gb: GraphBatch, *, layer: int | str = -1) -> Tensor:
         """:meth:`forward` on a :class:`GraphBatch`."""
