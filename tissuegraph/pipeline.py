@@ -206,7 +206,7 @@ def run(slide: Any, outdir: str | os.PathLike, *, segmenter: Any = "auto", model
         bar.update()
         if samples.n_obs and (reps or train):
             _representations(samples, cells, s, reps=reps, train=train, epochs=train_epochs, seed=seed,
-                             out=out, timings=timings)
+                             out=out, timings=timings, n_jobs=n_jobs)
         bar.update()
         with timed("write", timings=timings):
             outputs = _write_outputs(out, cells, samples, nuc, write_labels=write_labels)
@@ -241,7 +241,7 @@ def _check_reps(reps: Any) -> tuple[str, ...]:
 
 
 def _representations(samples, cells, slide, *, reps: tuple[str, ...], train: bool, epochs: int | None, seed: int,
-                     out: Path, timings: dict) -> None:
+                     out: Path, timings: dict, n_jobs: int | None = None) -> None:
     """The representations of ``run`` (tg.emb), each timed; see :data:`REPS`."""
     from . import emb
 
@@ -251,7 +251,8 @@ def _representations(samples, cells, slide, *, reps: tuple[str, ...], train: boo
             emb.color(samples, slide, mpp=REP_MPP)
     if "gnn" in reps:
         with timed("gnn twins", timings=timings):
-            emb.gnn_twins(samples, cells, model="gin", inputs="features", seeds=seeds, topology=True)
+            emb.gnn_twins(samples, cells, model="gin", inputs="features", seeds=seeds, topology=True,
+                           n_jobs=n_jobs)
     if "cnn" in reps:
         with timed("cnn twin", timings=timings):
             emb.patch_twins(samples, slide, model="resnet18", seeds=(seed,), mpp=REP_MPP, size=128)
@@ -259,7 +260,7 @@ def _representations(samples, cells, slide, *, reps: tuple[str, ...], train: boo
         with timed("gnn training (dgi)", timings=timings):
             model = emb.train_gnn(samples, cells, objective="dgi", model="gin", inputs="features",
                                   epochs=epochs or 10, seed=seed, save_to=out / "models" / "gnn_gin_dgi")
-            emb.gnn(samples, cells, model=model)
+            emb.gnn(samples, cells, model=model, n_jobs=n_jobs)
         with timed("cnn training (simclr)", timings=timings):
             from .models import save_model
 
