@@ -154,7 +154,7 @@ def _screen_rows(wells, reps: list[str], *, null_size: int, seed: int, metrics: 
     return rows
 
 
-def culture_bench(outdir: str | Path, *, dataset: str = "synthetic", quick: bool = False, seed: int = 0,
+def culture_bench(outdir: str | Path, *, dataset: Any = "synthetic", quick: bool = False, seed: int = 0,
                   segmenter: str = "stardist", null_size: int = 2000, networks: bool = True,
                   seeds: tuple[int, ...] | None = None, arch: str = "resnet18", epochs: int | None = None,
                   device: str | None = None, progress: bool | None = None,
@@ -189,7 +189,22 @@ def culture_bench(outdir: str | Path, *, dataset: str = "synthetic", quick: bool
                                    ((seed, seed + 1) if quick else (seed, seed + 1, seed + 2))))
     info: dict[str, Any] = {"dataset": dataset, "quick": quick, "seed": seed}
     plate = cells = None
-    if dataset == "synthetic":
+    if not isinstance(dataset, (str, os.PathLike)):  # a plate object (PlateImages or SyntheticPlate)
+        from ._cells import single_cells
+        from ._profiles import aggregate
+
+        plate = dataset
+        if not hasattr(plate, "read") or not hasattr(plate, "sites"):
+            raise InputError(f"dataset must be 'synthetic', 'bbbc021', a folder or a plate, got {type(plate).__name__}.")
+        with timed(f"single cells ({segmenter})"):
+            cells = single_cells(plate, use_truth=segmenter == "truth",
+                                 nuclei="watershed" if segmenter == "truth" else segmenter,
+                                 mpp=getattr(plate, "mpp", None))
+        wells = aggregate(cells, method="median")
+        dataset = type(plate).__name__
+        info.update(dataset=dataset, sites=len(plate), cells=int(cells.n_obs), segmenter=segmenter)
+        pipelines = {"X_profile": dict(normalize="mad_robustize", corr=0.9, similarity="cosine")}
+    elif dataset == "synthetic":
         plate, cells, wells = synthetic_wells(quick=quick, seed=seed, segmenter=segmenter)
         info.update(sites=len(plate), cells=int(cells.n_obs), segmenter=segmenter)
         pipelines = {"X_profile": dict(normalize="mad_robustize", corr=0.9, similarity="cosine")}
