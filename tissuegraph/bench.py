@@ -576,6 +576,10 @@ def _plots(outdir: Path, ev: dict, skipped: dict[str, str]) -> dict[str, Path]:
         for fname, file in (("eval_scores", f"scores_{i}.png"), ("baseline_gaps", f"gaps_{i}.png"),
                             ("cka_heatmap", f"cka_{i}.png")):
             fn = getattr(pl, fname, None)
+            gaps = (sub.uns.get(K.eval_key) or {}).get("gaps")
+            if fname == "baseline_gaps" and isinstance(gaps, pd.DataFrame) and gaps.empty:
+                skipped[f"plot {file} ({task})"] = "no baseline gaps: no learned representation was evaluated"
+                continue
             if fn is None:
                 skipped[f"plot {file}"] = f"tissuegraph.pl.{fname} does not exist"
                 continue

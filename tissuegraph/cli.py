@@ -268,7 +268,9 @@ def _cmd_culture(args) -> int:
                          segmenter=args.segmenter, null_size=args.null_size, networks=not args.no_networks,
                          epochs=args.epochs, device=args.device, progress=False if args.no_progress else None,
                          command=f"tissuegraph culture {args.culture_command} --dataset {args.dataset}"
-                                 f"{' --quick' if args.quick else ''} --segmenter {args.segmenter} -o {args.outdir}")
+                                 f"{' --quick' if args.quick else ''}"
+                                 f"{f' --segmenter {args.segmenter}' if args.dataset == 'synthetic' else ''}"
+                                 f" -o {args.outdir}")
     for r in info["screen"].itertuples():
         print(f"{r.representation:34s} {r.protocol:34s} {r.metric:30s} {r.value:.3f}")
     for k, v in info["skipped"].items():

@@ -316,8 +316,6 @@ def patches(samples, slide: Any = None, *, model: Any = "resnet18", weights: Any
     ``'cnn'``/``'vit'``, trained, learned, objective, architecture, inputs, layer, seed, twin_group,
     weights_sha256, params).
     """
-    import torch
-
     samples = samples.copy() if copy else samples
     if samples.n_obs == 0:
         raise InputError("samples is empty.")
