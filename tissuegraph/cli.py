@@ -256,7 +256,7 @@ def _add_culture(sub) -> None:
         q.add_argument("--no-networks", action="store_true",
                        help="skip the encoders of single-cell crops (untrained twins and SimCLR)")
         q.add_argument("--epochs", type=int, default=None,
-                       help="SimCLR epochs of the crop encoder (default 3 with --quick, else 20)")
+                       help="SimCLR epochs of the crop encoder (default 10 with --quick, else 20)")
         q.add_argument("--device", default=None, help="torch device of the crop encoders (default tg.settings)")
         _add_common(q)
 

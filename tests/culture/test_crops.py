@@ -189,3 +189,22 @@ def test_culture_bench_tables_and_plots(tmp_path, screen):
     for f in ("scores_0.png", "gaps_0.png", "cka_0.png", "cka_0.csv", "summary.csv", "wells.h5ad", "manifest.json"):
         assert (tmp_path / f).is_file(), f
     assert info["skipped"] == {}
+
+
+def test_fluorescence_jitter_keeps_channels_apart():
+    """color='channel' scales and shifts each channel on its own; H&E stain jitter ('hed', the RGB default)
+    mixes them, which would be wrong for three independent stains."""
+    from tissuegraph.models._patch_train import augment
+
+    x = torch.ones(4, 3, 8, 8) * torch.tensor([0.2, 0.5, 0.8]).view(1, 3, 1, 1)
+    x2 = x.clone()
+    x2[:, 0] = 0.3
+    kw = dict(size=8, crop_scale=(0.7, 1.0), stain_jitter=0.1, blur_p=0.0)
+    out, out2 = (augment(v, torch.Generator().manual_seed(0), color="channel", **kw) for v in (x, x2))
+    assert float(out.std(dim=(2, 3)).max()) < 1e-6  # a constant channel stays constant under any geometry
+    assert torch.allclose(out[:, 1:], out2[:, 1:]) and not torch.allclose(out[:, 0], out2[:, 0])
+    hed, hed2 = (augment(v, torch.Generator().manual_seed(0), color="hed", **kw) for v in (x, x2))
+    assert not torch.allclose(hed[:, 1:], hed2[:, 1:])
+    # 'auto' on 3 channels is the H&E jitter (the tissue default is unchanged)
+    auto = augment(x, torch.Generator().manual_seed(0), color="auto", **kw)
+    assert torch.equal(auto, hed)

@@ -93,8 +93,8 @@ def _network_reps(plate, cells, wells, *, quick: bool, seeds: tuple[int, ...], a
 
     def _ssl():
         enc, _ = train_cell_encoder(cells, plate, model=arch, seed=seeds[0], device=device, progress=progress,
-                                    epochs=epochs if epochs is not None else (3 if quick else 20),
-                                    max_crops=512 if quick else 4096, batch_size=128)
+                                    epochs=epochs if epochs is not None else (10 if quick else 20),
+                                    max_crops=1024 if quick else 4096, batch_size=128)
         embed_cells(wells, plate, cells=cells, model=enc, device=device, progress=progress)
 
     steps.append(("cnn_ssl", _ssl))
@@ -174,9 +174,9 @@ def culture_bench(outdir: str | Path, *, dataset: Any = "synthetic", quick: bool
         ``$TISSUEGRAPH_SHARED_DATA/bbbc021_profiles``: no images, so no network can run; the summary says so),
         or a folder laid out like that one.
     networks, seeds, arch, epochs
-        Network representations of the crops (synthetic only): untrained twins of ``arch`` (one per seed;
-        default ``(seed, seed + 1)`` with ``quick``, else three) and the same architecture trained with SimCLR
-        (``epochs``: 3 with ``quick``, else 20).
+        Network representations of the crops (plates with images): untrained twins of ``arch`` (one per seed;
+        default ``(seed, seed + 1, seed + 2)``) and the same architecture trained with SimCLR on the crops
+        (``epochs``: 10 on up to 1,024 crops with ``quick``, else 20 on up to 4,096).
     """
     import functools
 
@@ -185,8 +185,7 @@ def culture_bench(outdir: str | Path, *, dataset: Any = "synthetic", quick: bool
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    seeds = tuple(int(s) for s in (seeds if seeds is not None else
-                                   ((seed, seed + 1) if quick else (seed, seed + 1, seed + 2))))
+    seeds = tuple(int(s) for s in (seeds if seeds is not None else (seed, seed + 1, seed + 2)))
     info: dict[str, Any] = {"dataset": dataset, "quick": quick, "seed": seed}
     plate = cells = None
     if not isinstance(dataset, (str, os.PathLike)):  # a plate object (PlateImages or SyntheticPlate)

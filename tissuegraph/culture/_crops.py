@@ -88,7 +88,10 @@ def _check_options(size, normalize, percentiles, pool, batch_size):
         raise InputError(f"size must be an int of at least 8 px, got {size!r}.")
     if normalize not in NORMALIZE:
         raise InputError(f"normalize must be one of {NORMALIZE}, got {normalize!r}.")
-    lo, hi = (float(v) for v in percentiles)
+    try:
+        lo, hi = (float(v) for v in percentiles)
+    except (TypeError, ValueError):
+        raise InputError(f"percentiles must be two numbers (low, high), got {percentiles!r}.") from None
     if not 0.0 <= lo < hi <= 100.0:
         raise InputError(f"percentiles must be (low, high) with 0 <= low < high <= 100, got {percentiles}.")
     if pool not in POOLS:
@@ -242,24 +245,16 @@ def cell_crops(cells, plate: Any, *, size: int = 32, channels: Sequence[str | in
     rows
         Indices of the cells to crop (default all), e.g. a random subset for training.
     """
-    size, chans, site, xy, order, scaling = _prepare(cells, plate, channels=channels, size=size,
-                                                     normalize=normalize, percentiles=percentiles, progress_=progress)
-    if rows is not None:
-        rows = np.asarray(rows, dtype=np.int64).ravel()
-        if rows.size and (rows.min() < 0 or rows.max() >= cells.n_obs):
-            raise InputError(f"rows must index the {cells.n_obs} cells.")
-        order = rows[np.argsort(site[rows], kind="stable")]
-    out = np.empty((len(order), len(chans), size, size), dtype=np.float32)
-    for pos, x in _stream(plate, site, xy, order, chans, scaling, size, 1024):
-        out[pos] = x
-    # back to the caller's order (cells order, or rows order)
-    inv = np.empty(len(order), dtype=np.int64)
-    ref = np.arange(cells.n_obs) if rows is None else rows
-    if rows is None:
-        inv[order] = np.arange(len(order))
-        return out[inv]
-    lookup = {int(r): k for k, r in enumerate(order)}
-    return out[[lookup[int(r)] for r in ref]]
+    size, chans, site, xy, _, scaling = _prepare(cells, plate, channels=channels, size=size, normalize=normalize,
+                                                 percentiles=percentiles, progress_=progress)
+    sel = np.arange(cells.n_obs) if rows is None else np.asarray(rows, dtype=np.int64).ravel()
+    if sel.size and (sel.min() < 0 or sel.max() >= cells.n_obs):
+        raise InputError(f"rows must index the {cells.n_obs} cells.")
+    perm = np.argsort(site[sel], kind="stable")  # one read per site
+    out = np.empty((len(sel), len(chans), size, size), dtype=np.float32)
+    for pos, x in _stream(plate, site, xy, sel[perm], chans, scaling, size, 1024):
+        out[perm[pos]] = x  # back to the caller's order
+    return out
 
 
 def embed_cells(wells, plate: Any, *, cells, model: Any = "resnet18", weights: Any = None, seed: int = 0,
