@@ -137,8 +137,12 @@ def _tasks(wells) -> list[dict]:
     """The evaluation tasks of the culture bench: the mechanism of treated wells, from splits that leave whole
     compounds out (as NSC does), by linear / kNN probes and retrieval."""
     treated = ~wells.obs[C.control].to_numpy(dtype=bool)
+    # shortcut probes: can a representation tell the batch / plate apart (plate effects)?  Biological: the
+    # cells per well (a treatment effect in a screen, not a shortcut as on tissue)
+    confounds = [c for c in (C.batch, C.plate) if c in wells.obs.columns]
+    probes = {"cells per well": K.obs.n_cells} if K.obs.n_cells in wells.obs.columns else {}
     tasks = [{"name": "mechanism (compounds held out)", "label_key": C.moa, "task": ["classification", "retrieval"],
-              "group_key": C.compound, "subset": {C.control: "False"}, "probes": {}, "confounds": {}}]
+              "group_key": C.compound, "subset": {C.control: "False"}, "confounds": confounds, "probes": probes}]
     if wells.obs.loc[treated, C.compound].nunique() < 4:
         raise InputError("the screen has fewer than 4 treated compounds: too few to hold compounds out.")
     return tasks
