@@ -208,3 +208,14 @@ def test_fluorescence_jitter_keeps_channels_apart():
     # 'auto' on 3 channels is the H&E jitter (the tissue default is unchanged)
     auto = augment(x, torch.Generator().manual_seed(0), color="auto", **kw)
     assert torch.equal(auto, hed)
+
+
+def test_vit_on_crops(screen):
+    plate, cells, wells = screen
+    w = wells.copy()
+    tg.culture.embed_cells(w, plate, cells=cells, model="vit_tiny_patch16_224", seeds=(0,), size=32,
+                           channels=["DNA", "actin"], progress=False)
+    Z = w.obsm["X_vit_tiny_patch16_224_untrained_s0"]
+    rec = w.uns["representations"]["X_vit_tiny_patch16_224_untrained_s0"]
+    assert Z.shape == (wells.n_obs, 192) and np.isfinite(Z).all()
+    assert rec["family"] == "vit" and rec["params"]["in_chans"] == 2 and rec["params"]["channels"] == ["DNA", "actin"]
