@@ -503,9 +503,9 @@ def _fmt(m, lo, hi) -> str:
 
 
 def _summary_md(ds_name: str, ev: dict, samples, skipped: dict[str, str], *, quick: bool, command: str,
-                seconds: float) -> str:
+                seconds: float, title: str | None = None) -> str:
     summ, gaps = ev["summary"], ev["gaps"]
-    lines = [f"# tissuegraph bench: {ds_name}", "",
+    lines = [f"# {title or f'tissuegraph bench: {ds_name}'}", "",
              f"- command: `{command}`", f"- tissuegraph {__version__}; {'quick' if quick else 'full'} run; "
              f"{samples.n_obs} samples; {time.strftime('%Y-%m-%d %H:%M:%S')}; {seconds:.0f} s",
              f"- load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}", ""]
@@ -576,6 +576,10 @@ def _plots(outdir: Path, ev: dict, skipped: dict[str, str]) -> dict[str, Path]:
         for fname, file in (("eval_scores", f"scores_{i}.png"), ("baseline_gaps", f"gaps_{i}.png"),
                             ("cka_heatmap", f"cka_{i}.png")):
             fn = getattr(pl, fname, None)
+            gaps = (sub.uns.get(K.eval_key) or {}).get("gaps")
+            if fname == "baseline_gaps" and isinstance(gaps, pd.DataFrame) and gaps.empty:
+                skipped[f"plot {file} ({task})"] = "no baseline gaps: no learned representation was evaluated"
+                continue
             if fn is None:
                 skipped[f"plot {file}"] = f"tissuegraph.pl.{fname} does not exist"
                 continue
@@ -588,6 +592,24 @@ def _plots(outdir: Path, ev: dict, skipped: dict[str, str]) -> dict[str, Path]:
                 logger.warning("bench: plot %s failed: %s", file, exc)
             finally:
                 plt.close("all")
+    return paths
+
+
+def _write_tables(out: Path, ev: dict, skipped: dict[str, str]) -> dict[str, Path]:
+    """``results.csv``, ``summary.csv`` / ``gaps.csv`` / ``probes.csv``, ``cka_<i>.csv`` and the plots of an
+    evaluation (:func:`_evaluate_tasks`); shared by ``tissuegraph bench`` and ``tissuegraph culture bench``.
+    ``summary.md`` is written by the caller (its path is in the returned dict)."""
+    paths = {"results": out / "results.csv", "summary": out / "summary.md"}
+    ev["results"].to_csv(paths["results"], index=False)
+    for key in ("summary", "gaps", "probes"):
+        if not ev[key].empty:
+            paths[f"{key}_table"] = out / f"{key}.csv"
+            ev[key].to_csv(paths[f"{key}_table"], index=False)
+    for i, (task, m) in enumerate(ev["cka"].items()):
+        p = out / f"cka_{i}.csv"
+        m.to_csv(p)
+        paths[f"cka_{i}"] = p
+    paths.update(_plots(out, ev, skipped))
     return paths
 
 
@@ -707,17 +729,7 @@ def run_bench(dataset: Any, outdir: str | os.PathLike, *, quick: bool = False, s
     else:
         ev = {"results": pd.DataFrame(), "summary": pd.DataFrame(), "gaps": pd.DataFrame(),
               "probes": pd.DataFrame(), "flags": [], "cka": {}}
-    paths = {"results": out / "results.csv", "summary": out / "summary.md"}
-    ev["results"].to_csv(paths["results"], index=False)
-    for key in ("summary", "gaps", "probes"):
-        if not ev[key].empty:
-            paths[f"{key}_table"] = out / f"{key}.csv"
-            ev[key].to_csv(paths[f"{key}_table"], index=False)
-    for i, (task, m) in enumerate(ev["cka"].items()):
-        p = out / f"cka_{i}.csv"
-        m.to_csv(p)
-        paths[f"cka_{i}"] = p
-    paths.update(_plots(out, ev, skipped))
+    paths = _write_tables(out, ev, skipped)
     cmd = command or f"tg.bench.run_bench({ds_key!r}, {str(out)!r}, quick={quick})"
     paths["summary"].write_text(_summary_md(ds.name, ev, samples, skipped, quick=quick, command=cmd,
                                             seconds=time.perf_counter() - t0))

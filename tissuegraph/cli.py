@@ -253,6 +253,11 @@ def _add_culture(sub) -> None:
         q.add_argument("--segmenter", default="stardist", choices=["stardist", "watershed", "truth"],
                        help="nuclei of the synthetic plate (truth = its ground-truth labels)")
         q.add_argument("--null-size", type=int, default=2000, help="random rankings per mAP null (default 2000)")
+        q.add_argument("--no-networks", action="store_true",
+                       help="skip the encoders of single-cell crops (untrained twins and SimCLR)")
+        q.add_argument("--epochs", type=int, default=None,
+                       help="SimCLR epochs of the crop encoder (default 10 with --quick, else 20)")
+        q.add_argument("--device", default=None, help="torch device of the crop encoders (default tg.settings)")
         _add_common(q)
 
 
@@ -260,11 +265,17 @@ def _cmd_culture(args) -> int:
     from .culture._bench import culture_bench
 
     info = culture_bench(args.outdir, dataset=args.dataset, quick=args.quick, seed=args.seed,
-                         segmenter=args.segmenter, null_size=args.null_size)
-    res = info["results"]
-    for r in res.itertuples():
-        print(f"{r.representation:22s} {r.protocol:34s} {r.metric:30s} {r.value:.3f}")
-    print(f"results.csv, summary.md -> {args.outdir}")
+                         segmenter=args.segmenter, null_size=args.null_size, networks=not args.no_networks,
+                         epochs=args.epochs, device=args.device, progress=False if args.no_progress else None,
+                         command=f"tissuegraph culture {args.culture_command} --dataset {args.dataset}"
+                                 f"{' --quick' if args.quick else ''}"
+                                 f"{f' --segmenter {args.segmenter}' if args.dataset == 'synthetic' else ''}"
+                                 f" -o {args.outdir}")
+    for r in info["screen"].itertuples():
+        print(f"{r.representation:34s} {r.protocol:34s} {r.metric:30s} {r.value:.3f}")
+    for k, v in info["skipped"].items():
+        print(f"skipped {k}: {v}")
+    print(f"results.csv, summary.md, plots -> {args.outdir}")
     return 0
 
 

@@ -10,6 +10,10 @@
 * A synthetic screen with ground truth: :func:`synthetic_plate` (mechanisms, plate/batch/edge effects).
 * Single cells: :func:`segment_cells` (StarDist nuclei + seeded watershed cells), :func:`cell_features`
   (CellProfiler-style per-cell features), :func:`single_cells` (a whole plate -> cells AnnData).
+* Networks on single-cell crops: :func:`cell_crops` (a box around each nucleus, per-channel scaling),
+  :func:`embed_cells` (multichannel CNN / ViT encoders of ``tg.models``, untrained twins per seed or trained,
+  pooled per well into ``wells.obsm['X_cnn_<arch>_...']`` with provenance), :func:`train_cell_encoder`
+  (SimCLR on the crops with fluorescence augmentations).  torch / timm load inside the functions.
 
 The metrics (mAP, NSC/NSCB, percent replicating) live in :mod:`tissuegraph.eval`.
 """
@@ -26,6 +30,7 @@ from ._io import (
 from ._profiles import aggregate, consensus, normalize, select_features, spherize
 from ._synthetic import MECHANISMS, SyntheticPlate, synthetic_plate
 from ._cells import cell_features, segment_cells, single_cells
+from ._crops import cell_crops, embed_cells, train_cell_encoder
 
 __all__ = [
     "PlateImages",
@@ -46,4 +51,7 @@ __all__ = [
     "segment_cells",
     "cell_features",
     "single_cells",
+    "cell_crops",
+    "embed_cells",
+    "train_cell_encoder",
 ]

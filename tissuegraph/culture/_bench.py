@@ -1,18 +1,19 @@
-"""``tissuegraph culture demo`` / ``tissuegraph culture bench``: plates -> profiles -> retrieval metrics.
+"""``tissuegraph culture demo`` / ``tissuegraph culture bench``: plates -> profiles and networks -> evaluation.
 
-This module is the command-line layer of the culture path (it imports ``tissuegraph.eval`` lazily); it is not
-exported from ``tg.culture``.  It writes ``results.csv`` (tidy: representation, protocol, metric, value) and
-``summary.md`` in the output folder.
+This module is the command-line layer of the culture path (it imports ``tissuegraph.eval`` and
+``tissuegraph.bench`` lazily); it is not exported from ``tg.culture``.  It writes what ``tissuegraph bench``
+writes (``results.csv``, ``summary.md`` with scores, intervals and baseline gaps, ``summary.csv``, ``gaps.csv``,
+the plots) through the same writers (``tissuegraph.bench._evaluate_tasks`` / ``_write_tables`` /
+``_summary_md``), plus the screen metrics (replicate and mechanism mAP, NSC, NSCB, percent replicating).
 
 Representations: the hand-crafted profile (``X_profile``: CellProfiler-style single-cell features aggregated
-to wells, or the given per-well profiles).  Network representations of single-cell crops (untrained and
-trained encoders from ``tg.models`` via ``tg.emb``) are added when those modules exist in this installation,
-and skipped with a log line otherwise.
+to wells, or the given per-well profiles), and, when the data set has images, multichannel encoders of
+single-cell crops (``tg.culture.embed_cells``): untrained twins (one per seed) and the same architecture
+trained with SimCLR on the crops.  The baseline of the gaps is ``X_profile``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
@@ -73,20 +74,45 @@ def _profile_pipeline(wells, *, normalize: str, corr: float | None, similarity: 
                     corr_threshold=corr or 0.9, na_cutoff=0.0)
 
 
-def _network_reps(plate, cells, wells) -> list[str]:
-    """Crop encoders from tg.models/tg.emb when this installation has them; else nothing (logged)."""
-    missing = [m for m in ("tissuegraph.models", "tissuegraph.emb", "tissuegraph.eval.evaluate")
-               if importlib.util.find_spec(m.rsplit(".", 1)[0] if m.endswith("evaluate") else m) is None]
-    if missing or not hasattr(importlib.import_module("tissuegraph.eval"), "evaluate"):
-        logger.info("culture bench: network representations skipped (%s not available in this installation).",
-                    ", ".join(missing) or "tissuegraph.eval.evaluate")
-        return []
-    emb = importlib.import_module("tissuegraph.emb")
-    fn = getattr(emb, "cell_crops", None) or getattr(emb, "crop_embeddings", None)
-    if fn is None:
-        logger.info("culture bench: tg.emb has no single-cell crop encoder entry point; networks skipped.")
-        return []
-    return fn(wells, plate=plate, cells=cells)  # pragma: no cover - depends on the merged emb module
+NETWORK_NOTE_NO_IMAGES = ("No network representation: this data set holds per-well profiles only (no images), so no "
+                          "encoder of single-cell crops can run; only the hand-crafted profiles are evaluated.")
+
+
+def _network_reps(plate, cells, wells, *, quick: bool, seeds: tuple[int, ...], arch: str, epochs: int | None,
+                  device: str | None, progress: bool | None, skipped: dict[str, str]) -> list[str]:
+    """Untrained twins (one per seed) and a SimCLR-trained encoder of the single-cell crops, pooled per well
+    (``tg.culture.embed_cells``), then standardised per plate against the controls like the profile.
+
+    A step that fails is reported in ``skipped`` (and the summary) and the others still run."""
+    from ._crops import embed_cells, train_cell_encoder
+    from ._profiles import normalize
+
+    before = set(wells.obsm)
+    steps = [("cnn_untrained", lambda: embed_cells(wells, plate, cells=cells, model=arch, seeds=seeds,
+                                                   device=device, progress=progress))]
+
+    def _ssl():
+        enc, _ = train_cell_encoder(cells, plate, model=arch, seed=seeds[0], device=device, progress=progress,
+                                    epochs=epochs if epochs is not None else (10 if quick else 20),
+                                    max_crops=1024 if quick else 4096, batch_size=128)
+        embed_cells(wells, plate, cells=cells, model=enc, device=device, progress=progress)
+
+    steps.append(("cnn_ssl", _ssl))
+    for name, fn in steps:
+        done = set(wells.obsm)
+        try:
+            with timed(f"culture bench: {name}"):
+                fn()
+        except Exception as exc:  # one failing network must not lose the others; it is reported
+            skipped[name] = f"failed: {type(exc).__name__}: {exc}"
+            logger.error("culture bench: %s failed", name, exc_info=True)
+            for k in set(wells.obsm) - done:
+                del wells.obsm[k]
+    keys = [k for k in wells.obsm if k not in before]
+    for k in keys:
+        # per-plate z-score against the controls, as the profile (a constant column counts as std 1)
+        normalize(wells, rep=k, method="standardize")
+    return keys
 
 
 def synthetic_wells(*, quick: bool, seed: int, segmenter: str):
@@ -107,21 +133,81 @@ def synthetic_wells(*, quick: bool, seed: int, segmenter: str):
     return plate, cells, wells
 
 
-def culture_bench(outdir: str | Path, *, dataset: str = "synthetic", quick: bool = False, seed: int = 0,
-                  segmenter: str = "stardist", null_size: int = 2000) -> dict[str, Any]:
-    """Run the culture benchmark and write ``results.csv`` + ``summary.md`` (+ ``wells.h5ad``) in ``outdir``.
+def _tasks(wells) -> list[dict]:
+    """The evaluation tasks of the culture bench: the mechanism of treated wells, from splits that leave whole
+    compounds out (as NSC does), by linear / kNN probes and retrieval."""
+    treated = ~wells.obs[C.control].to_numpy(dtype=bool)
+    # shortcut probes: can a representation tell the batch / plate apart (plate effects)?  Biological: the
+    # cells per well (a treatment effect in a screen, not a shortcut as on tissue)
+    confounds = [c for c in (C.batch, C.plate) if c in wells.obs.columns]
+    probes = {"cells per well": K.obs.n_cells} if K.obs.n_cells in wells.obs.columns else {}
+    tasks = [{"name": "mechanism (compounds held out)", "label_key": C.moa, "task": ["classification", "retrieval"],
+              "group_key": C.compound, "subset": {C.control: "False"}, "confounds": confounds, "probes": probes}]
+    if wells.obs.loc[treated, C.compound].nunique() < 4:
+        raise InputError("the screen has fewer than 4 treated compounds: too few to hold compounds out.")
+    return tasks
+
+
+def _screen_rows(wells, reps: list[str], *, null_size: int, seed: int, metrics: dict[str, str]) -> list[dict]:
+    rows = []
+    for rep in reps:
+        with timed(f"screen metrics {rep}"):
+            for r in _metrics(wells, rep, null_size=null_size, seed=seed, metric=metrics.get(rep, "cosine"),
+                              consensus_method="median"):
+                rows.append({"representation": rep, **r, "similarity": metrics.get(rep, "cosine")})
+    return rows
+
+
+def culture_bench(outdir: str | Path, *, dataset: Any = "synthetic", quick: bool = False, seed: int = 0,
+                  segmenter: str = "stardist", null_size: int = 2000, networks: bool = True,
+                  seeds: tuple[int, ...] | None = None, arch: str = "resnet18", epochs: int | None = None,
+                  device: str | None = None, progress: bool | None = None,
+                  command: str | None = None) -> dict[str, Any]:
+    """Run the culture benchmark; write what ``tissuegraph bench`` writes, plus the screen metrics.
+
+    ``OUTDIR/results.csv`` (tidy: dataset, task, representation, protocol, metric, split, seed, value: the
+    ``tg.eval.evaluate`` rows of every (split, seed), then the screen metrics of the whole screen with
+    ``split='all'``: replicate mAP, percent replicating, mechanism mAP, NSC, NSCB), ``summary.md`` (scores with
+    95 % intervals, baseline gaps to the hand-crafted profile ``X_profile`` and to the untrained twins with
+    verdicts, flags, the screen metrics), ``summary.csv`` / ``gaps.csv`` / ``cka_0.csv``, the plots
+    (``scores_0.png``, ``gaps_0.png``, ``cka_0.png``), ``manifest.json`` and ``wells.h5ad``.
 
     dataset
-        ``'synthetic'`` (the built-in plate: images -> nuclei (``segmenter``) -> cells -> features -> wells),
-        ``'bbbc021'`` (the per-well BBBC021 profiles in ``$TISSUEGRAPH_SHARED_DATA/bbbc021_profiles``), or a
-        folder laid out like that one.
+        ``'synthetic'`` (the built-in plate: images -> nuclei (``segmenter``) -> cells -> features -> wells, and
+        single-cell crops -> networks), ``'bbbc021'`` (the per-well BBBC021 profiles in
+        ``$TISSUEGRAPH_SHARED_DATA/bbbc021_profiles``: no images, so no network can run; the summary says so),
+        or a folder laid out like that one.
+    networks, seeds, arch, epochs
+        Network representations of the crops (plates with images): untrained twins of ``arch`` (one per seed;
+        default ``(seed, seed + 1, seed + 2)``) and the same architecture trained with SimCLR on the crops
+        (``epochs``: 10 on up to 1,024 crops with ``quick``, else 20 on up to 4,096).
     """
+    import functools
+
+    from .. import bench as B
+
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    seeds = tuple(int(s) for s in (seeds if seeds is not None else (seed, seed + 1, seed + 2)))
     info: dict[str, Any] = {"dataset": dataset, "quick": quick, "seed": seed}
     plate = cells = None
-    if dataset == "synthetic":
+    if not isinstance(dataset, (str, os.PathLike)):  # a plate object (PlateImages or SyntheticPlate)
+        from ._cells import single_cells
+        from ._profiles import aggregate
+
+        plate = dataset
+        if not hasattr(plate, "read") or not hasattr(plate, "sites"):
+            raise InputError(f"dataset must be 'synthetic', 'bbbc021', a folder or a plate, got {type(plate).__name__}.")
+        with timed(f"single cells ({segmenter})"):
+            cells = single_cells(plate, use_truth=segmenter == "truth",
+                                 nuclei="watershed" if segmenter == "truth" else segmenter,
+                                 mpp=getattr(plate, "mpp", None))
+        wells = aggregate(cells, method="median")
+        dataset = type(plate).__name__
+        info.update(dataset=dataset, sites=len(plate), cells=int(cells.n_obs), segmenter=segmenter)
+        pipelines = {"X_profile": dict(normalize="mad_robustize", corr=0.9, similarity="cosine")}
+    elif dataset == "synthetic":
         plate, cells, wells = synthetic_wells(quick=quick, seed=seed, segmenter=segmenter)
         info.update(sites=len(plate), cells=int(cells.n_obs), segmenter=segmenter)
         pipelines = {"X_profile": dict(normalize="mad_robustize", corr=0.9, similarity="cosine")}
@@ -136,20 +222,58 @@ def culture_bench(outdir: str | Path, *, dataset: str = "synthetic", quick: bool
         # the label-free choice of benchmarks/bench_bbbc021.py, and the reference pipeline
         pipelines = {"X_profile": dict(normalize="standardize", corr=0.9, similarity="spearman"),
                      "X_profile_reference": dict(normalize="standardize", corr=None, similarity="cosine")}
-    rows = []
+    info["wells"] = int(wells.n_obs)
+    similarity: dict[str, str] = {}
+    made = {}
     for rep, cfg in pipelines.items():
         w = wells.copy()
         with timed(f"profiles {rep}"):
             _profile_pipeline(w, normalize=cfg["normalize"], corr=cfg["corr"], similarity=cfg["similarity"])
-        for r in _metrics(w, C.profile, null_size=null_size, seed=seed, metric=cfg["similarity"],
-                          consensus_method="median"):
-            rows.append({"representation": rep, **r, "similarity": cfg["similarity"],
-                         "pipeline": json.dumps(cfg)})
-        if rep == "X_profile":
-            wells = w
-    _network_reps(plate, cells, wells)
-    res = pd.DataFrame(rows)
-    res.to_csv(out / "results.csv", index=False)
+        rec = dict((w.uns.get(K.uns.representations) or {}).get(C.profile) or {})
+        rec.setdefault("params", {})["pipeline"] = dict(cfg)
+        made[rep] = (w.obsm[C.profile], w.uns.get(K.uns.feature_names(C.profile)), rec)
+        similarity[rep] = cfg["similarity"]
+    wells = wells.copy()
+    for rep, (X, names, rec) in made.items():
+        wells.obsm[rep] = np.asarray(X, dtype=np.float32)
+        if names is not None:
+            wells.uns[K.uns.feature_names(rep)] = np.asarray(names, dtype=object)
+        wells.uns.setdefault(K.uns.representations, {})[rep] = rec
+    skipped: dict[str, str] = {}
+    if plate is None:
+        skipped["networks"] = NETWORK_NOTE_NO_IMAGES
+    elif not networks:
+        skipped["networks"] = "not run (networks=False / --no-networks)"
+    else:
+        _network_reps(plate, cells, wells, quick=quick, seeds=seeds, arch=arch, epochs=epochs, device=device,
+                      progress=progress, skipped=skipped)
+    reps = [k for k in wells.obsm if str(k).startswith("X_")]
+    logger.info("culture bench: representations %s", ", ".join(reps))
+
+    # the screen metrics of every representation (whole screen, no splits)
+    screen = pd.DataFrame(_screen_rows(wells, reps, null_size=null_size, seed=seed, metrics=similarity))
+    # the same evaluation as tissuegraph bench, with the hand-crafted profile as the baseline
+    from ..eval import evaluate
+
+    ev = B._evaluate_tasks(wells, _tasks(wells), functools.partial(evaluate, baseline=C.profile), quick=quick,
+                           seeds=seeds, dataset=str(dataset))
+    extra = screen.assign(dataset=str(dataset), task="screen (all wells)", split="all", seed=seed)
+    ev["results"] = pd.concat([ev["results"], extra[["dataset", "task", "representation", "protocol", "metric",
+                                                     "split", "seed", "value"]]], ignore_index=True)
+    paths = B._write_tables(out, ev, skipped)
+    info["seconds"] = time.perf_counter() - t0
+    title = f"tissuegraph culture bench: {dataset}{' (quick)' if quick else ''}"
+    cmd = command or f"tissuegraph culture bench --dataset {dataset}{' --quick' if quick else ''} -o {out}"
+    md = B._summary_md(str(dataset), ev, wells, skipped, quick=quick, command=cmd, seconds=info["seconds"],
+                       title=title)
+    md += "\n" + "\n".join(_screen_md(screen, wells, info, plate is None)) + "\n"
+    paths["summary"].write_text(md)
+    (out / "manifest.json").write_text(json.dumps({
+        "params": {"dataset": str(dataset), "quick": quick, "seed": seed, "seeds": list(seeds),
+                   "segmenter": segmenter, "null_size": null_size, "networks": networks, "arch": arch,
+                   "epochs": epochs},
+        "skipped": skipped, "representations": reps, "info": {k: v for k, v in info.items()},
+        "seconds": round(info["seconds"], 1)}, indent=2, default=str))
     try:
         from .._anndata import _plain
 
@@ -161,13 +285,28 @@ def culture_bench(outdir: str | Path, *, dataset: str = "synthetic", quick: bool
         w.write_h5ad(out / "wells.h5ad")
     except Exception as exc:  # pragma: no cover - h5ad writing edge cases
         logger.warning("could not write wells.h5ad: %s", exc)
-    info["seconds"] = time.perf_counter() - t0
-    md = [f"# tissuegraph culture bench: {dataset}{' (quick)' if quick else ''}", "",
-          ", ".join(f"{k}: {v}" for k, v in info.items() if k != "seconds") + f"; {info['seconds']:.0f} s.", "",
-          "| representation | protocol | metric | value |", "|---|---|---|---|",
-          *[f"| {r.representation} | {r.protocol} | {r.metric} | {r.value:.3f} |" for r in res.itertuples()], "",
-          "Network representations of single-cell crops are added when tg.models / tg.emb / tg.eval.evaluate are "
-          "installed (see the log).", ""]
-    (out / "summary.md").write_text("\n".join(md))
-    info["results"] = res
+    info.update(results=ev["results"], screen=screen, summary=ev["summary"], gaps=ev["gaps"], skipped=skipped,
+                paths=paths, wells=wells)
     return info
+
+
+def _screen_md(screen: pd.DataFrame, wells, info: dict, no_images: bool) -> list[str]:
+    reps_meta = wells.uns.get(K.uns.representations, {}) or {}
+    lines = ["## Screen metrics (all wells, no splits)", "",
+             "Replicate retrieval of treated wells (mAP, fraction with q < 0.05, percent replicating), mechanism "
+             "retrieval of treatment profiles (per batch), NSC / NSCB (1-NN mechanism leaving out the compound, "
+             "and the compound and batch). " + ", ".join(f"{k}: {v}" for k, v in info.items() if k != "seconds")
+             + ".", ""]
+    if not screen.empty:
+        cols = list(dict.fromkeys(zip(screen["protocol"], screen["metric"])))
+        lines += ["| representation | family | trained | " + " | ".join(f"{m} ({p})" for p, m in cols) + " |",
+                  "|---|---|---|" + "---|" * len(cols)]
+        for rep, g in screen.groupby("representation", sort=False):
+            v = {(r.protocol, r.metric): r.value for r in g.itertuples()}
+            meta = reps_meta.get(rep, {}) or {}
+            lines.append(f"| {rep} | {meta.get('family', '')} | {meta.get('trained', '')} | "
+                         + " | ".join(f"{v[c]:.3f}" if c in v else "" for c in cols) + " |")
+        lines.append("")
+    if no_images:
+        lines += ["## Networks", "", NETWORK_NOTE_NO_IMAGES, ""]
+    return lines

@@ -30,6 +30,7 @@ from .._validate import check_image
 __all__ = ["segment_cells", "cell_features", "single_cells"]
 
 C = K.culture
+NUCLEUS_XY = "spatial_nucleus"  # cells.obsm key: nucleus centroid (x, y) px of each cell
 
 
 def _channel_index(names: Sequence[str], ch: str | int, what: str) -> int:
@@ -222,6 +223,14 @@ def cell_features(image: np.ndarray, *, nuclei: np.ndarray, cells: np.ndarray,
     cnt = np.maximum(np.bincount(lab, minlength=n + 1)[1:], 1)
     out.attrs["centroids"] = np.stack([np.bincount(lab, xx, minlength=n + 1)[1:] / cnt,
                                        np.bincount(lab, yy, minlength=n + 1)[1:] / cnt], axis=1)
+    # nucleus centroid of each cell (all its nucleus pixels; the cell's own centroid when it has none)
+    ny, nx = np.nonzero(nuclei)
+    nl = nuclei[ny, nx]
+    ncnt = np.bincount(nl, minlength=n + 1)[1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        nxy = np.stack([np.bincount(nl, nx, minlength=n + 1)[1:] / ncnt,
+                        np.bincount(nl, ny, minlength=n + 1)[1:] / ncnt], axis=1)
+    out.attrs["nucleus_centroids"] = np.where((ncnt > 0)[:, None], nxy, out.attrs["centroids"])
     return out
 
 
@@ -246,7 +255,8 @@ def single_cells(plate: Any, *, dna: str | int = 0, cytoplasm: str | int = 1, nu
     Returns
     -------
     AnnData: ``X`` = per-cell features (float32, ``var_names`` CellProfiler-style), ``obs`` = plate, well,
-    site, the site's metadata and ``cell``; ``obsm['spatial']`` = centroids (x, y) in px.
+    site, the site's metadata and ``cell``; ``obsm['spatial']`` = cell centroids (x, y) in px,
+    ``obsm['spatial_nucleus']`` = nucleus centroids (x, y) in px (the centre of a cell's crop).
     """
     import anndata as ad
 
@@ -263,7 +273,7 @@ def single_cells(plate: Any, *, dna: str | int = 0, cytoplasm: str | int = 1, nu
         backend = get_backend(nuclei, modality="fluorescence")
     spacing = spacing if spacing is not None else float(getattr(plate, "mpp", 1.0) or 1.0)
     meta_cols = [c for c in plate.sites.columns if not c.startswith("path_")]
-    frames, obs, xy = [], [], []
+    frames, obs, xy, nxy = [], [], [], []
     for i in progress(idx, total=len(idx), desc="single cells", unit="site"):
         img = plate.read(i)
         if use_truth:
@@ -275,6 +285,7 @@ def single_cells(plate: Any, *, dna: str | int = 0, cytoplasm: str | int = 1, nu
             logger.info("site %d: no cells", i)
             continue
         xy.append(f.attrs["centroids"])
+        nxy.append(f.attrs["nucleus_centroids"])
         f = f.reset_index(drop=True)
         f.attrs = {}
         frames.append(f)
@@ -294,6 +305,7 @@ def single_cells(plate: Any, *, dna: str | int = 0, cytoplasm: str | int = 1, nu
     a = ad.AnnData(X=F.to_numpy(dtype=np.float32), obs=O)
     a.var_names = [str(c) for c in F.columns]
     a.obsm[K.obsm.spatial] = np.concatenate(xy).astype(np.float64)
+    a.obsm[NUCLEUS_XY] = np.concatenate(nxy).astype(np.float64)
     a.uns["culture_features"] = {"architecture": "tissuegraph cell features", "channels": names,
                                  "nuclei": "truth" if use_truth else str(nuclei), "spacing_um": spacing}
     return a

@@ -175,6 +175,84 @@ def _inputs_name(channels: int, mpp, size: int, value_range) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
+# shared by tg.emb.patches and tg.culture.embed_cells
+# ---------------------------------------------------------------------------------------------------
+def output_keys(encoders, layers: Sequence[int], key_added) -> list[str]:
+    """One obsm key per (encoder, layer) output: default names (:func:`rep_name`), a prefix that gets
+    ``_s<seed>`` / ``_<objective>`` / ``_l<layer>`` suffixes, or one name per output."""
+    outputs = [(e, v) for e in encoders for v in layers]
+    if key_added is None or isinstance(key_added, str):
+        keys = []
+        for e, v in outputs:
+            if key_added is None:
+                keys.append(rep_name(e.family, e.arch, v, e.objective, e.seed))
+            else:
+                k = K.obsm.rep(key_added)
+                if len(encoders) > 1 and e.objective is None:
+                    k += f"_s{e.seed}"
+                elif len(encoders) > 1:
+                    k += f"_{_slug(e.objective)}"
+                if len(layers) > 1:
+                    k += f"_l{v}"
+                keys.append(k)
+    else:
+        keys = [K.obsm.rep(k) for k in key_added]
+        if len(keys) != len(outputs):
+            raise InputError(f"key_added has {len(keys)} names for {len(outputs)} outputs (encoders x layers).")
+    if len(set(keys)) != len(keys):
+        raise InputError(f"Output keys collide: {keys}; pass key_added= with one name per output.")
+    return keys
+
+
+def pooled_embeddings(encoders, layers: Sequence[int], stream, *, n: int, device: str, total: int, desc: str,
+                      progress: bool | None = None, unit: str = "tile"):
+    """Run every encoder on every batch of ``stream`` and sum the outputs per row.
+
+    ``stream`` yields ``(rows, weights, x)``: the output row of each image (int array), its weight and the
+    ``(B, C, H, W)`` float tensor in [0, 1]. Returns ``(sums, wsum)``: one float64 ``(n, width)`` array of
+    weighted sums per (encoder, layer) output, in the order (encoder, layer), and the total weight per row.
+    Every image goes through each encoder once, in batches (never one model call per image).
+    """
+    import torch
+
+    sums = [np.zeros((n, e.layer_width(v)), dtype=np.float64) for e in encoders for v in layers]
+    wsum = np.zeros(n, dtype=np.float64)
+    for e in encoders:
+        e.to(device).eval()
+    with torch.inference_mode(), progress_bar(total=total, desc=desc, enabled=progress, unit=unit) as bar:
+        for r, w, x in stream:
+            r = np.asarray(r, dtype=np.int64)
+            w = np.asarray(w, dtype=np.float64)
+            np.add.at(wsum, r, w)
+            x = x.to(device, non_blocking=True)
+            o = 0
+            for e in encoders:
+                for z in e.embed(x, layers=list(layers)):
+                    z = z.detach().to("cpu", torch.float64).numpy()
+                    np.add.at(sums[o], r, z * w[:, None])
+                    o += 1
+            bar.update(len(r))
+    return sums, wsum
+
+
+def encoder_record(e, layer: int, *, inputs: str, params: dict) -> dict:
+    """The provenance record (docs/architecture.md) of one encoder output; ``params`` adds to the encoder's
+    own (normalisation, in_chans, weights, card)."""
+    trained = e.objective is not None
+    cfg = e.config()
+    return {
+        "family": e.family, "trained": bool(trained), "learned": True, "objective": e.objective,
+        "architecture": e.arch, "inputs": inputs, "layer": int(layer), "seed": int(e.seed),
+        "twin_group": f"{e.family}:{e.arch}:{inputs}:layer{layer}",
+        "weights_sha256": e.weights_sha256 if e.weights_sha256 else e.parameters_sha256(),
+        "params": {**params, "mean": cfg["mean"], "std": cfg["std"], "in_chans": e.in_chans,
+                   "img_size": e.img_size, "model_kwargs": e.model_kwargs,
+                   "weights": e.weights_path if e.weights_path else ("random" if not trained else "in memory"),
+                   "card": getattr(e, "card", None) or {}},
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
 # public
 # ---------------------------------------------------------------------------------------------------
 def patches(samples, slide: Any = None, *, model: Any = "resnet18", weights: Any = None, seed: int = 0,
@@ -238,8 +316,6 @@ def patches(samples, slide: Any = None, *, model: Any = "resnet18", weights: Any
     ``'cnn'``/``'vit'``, trained, learned, objective, architecture, inputs, layer, seed, twin_group,
     weights_sha256, params).
     """
-    import torch
-
     samples = samples.copy() if copy else samples
     if samples.n_obs == 0:
         raise InputError("samples is empty.")
@@ -268,56 +344,26 @@ def patches(samples, slide: Any = None, *, model: Any = "resnet18", weights: Any
     for enc in encoders:
         for v in layers:
             enc._check_layer(v)
-    # keys
     outputs = [(e, v) for e in encoders for v in layers]
-    if key_added is None or isinstance(key_added, str):
-        keys = []
-        for e, v in outputs:
-            if key_added is None:
-                keys.append(rep_name(e.family, e.arch, v, e.objective, e.seed))
-            else:
-                k = K.obsm.rep(key_added)
-                if len(encoders) > 1 and e.objective is None:
-                    k += f"_s{e.seed}"
-                elif len(encoders) > 1:
-                    k += f"_{_slug(e.objective)}"
-                if len(layers) > 1:
-                    k += f"_l{v}"
-                keys.append(k)
-    else:
-        keys = [K.obsm.rep(k) for k in key_added]
-        if len(keys) != len(outputs):
-            raise InputError(f"key_added has {len(keys)} names for {len(outputs)} outputs (encoders x layers).")
-    if len(set(keys)) != len(keys):
-        raise InputError(f"Output keys collide: {keys}; pass key_added= with one name per output.")
+    keys = output_keys(encoders, layers, key_added)
 
     geoms, items = _plan(samples, slides, ids, mpp=mpp, size=size, mask=mask)
     n = samples.n_obs
     rows = np.fromiter((t[0] for t in items), dtype=np.int64, count=len(items))
     wts = np.fromiter((t[5] for t in items), dtype=np.float64, count=len(items))
-    sums = [np.zeros((n, e.layer_width(v)), dtype=np.float64) for e, v in outputs]
-    wsum = np.bincount(rows, weights=wts, minlength=n)
     reader = _Reader(slides, size=size, channels=channels, value_range=value_range)
     batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
-    for e in encoders:
-        e.to(device).eval()
     desc = f"patches {encoders[0].arch}" + (f" x{len(encoders)}" if len(encoders) > 1 else "")
-    with timed(f"{desc}: {n} samples, {len(items)} tiles of {size} px at "
-               f"{'native' if mpp is None else f'{mpp:g} µm/px'}"), torch.inference_mode(), \
-            progress_bar(total=len(items), desc=desc, enabled=progress, unit="tile") as bar:
+
+    def stream():
         for b_i, (batch, x) in enumerate(_prefetch(reader, batches, int(num_workers))):
-            x = x.to(device, non_blocking=True)
             start = b_i * batch_size
-            r = rows[start:start + len(batch)]
-            w = wts[start:start + len(batch)]
-            o = 0
-            for e in encoders:
-                zs = e.embed(x, layers=layers)
-                for z in zs:
-                    z = z.detach().to("cpu", torch.float64).numpy()
-                    np.add.at(sums[o], r, z * w[:, None])
-                    o += 1
-            bar.update(len(batch))
+            yield rows[start:start + len(batch)], wts[start:start + len(batch)], x
+
+    with timed(f"{desc}: {n} samples, {len(items)} tiles of {size} px at "
+               f"{'native' if mpp is None else f'{mpp:g} µm/px'}"):
+        sums, wsum = pooled_embeddings(encoders, layers, stream(), n=n, device=device, total=len(items),
+                                       desc=desc, progress=progress, unit="tile")
     empty = wsum <= 0
     if empty.any():
         logger.warning("%d sample(s) have no pixels to embed (e.g. empty polygons); their rows are NaN: %s",
@@ -327,22 +373,10 @@ def patches(samples, slide: Any = None, *, model: Any = "resnet18", weights: Any
             Z = (s / wsum[:, None]).astype(np.float32)
         Z[empty] = np.nan
         inputs = _inputs_name(in_chans, mpp, size, value_range)
-        trained = e.objective is not None
-        rec = {
-            "family": e.family, "trained": bool(trained), "learned": True, "objective": e.objective,
-            "architecture": e.arch, "inputs": inputs, "layer": int(v), "seed": int(e.seed),
-            "twin_group": f"{e.family}:{e.arch}:{inputs}:layer{v}",
-            "weights_sha256": e.weights_sha256 if e.weights_sha256 else e.parameters_sha256(),
-            "params": {
-                "mpp": mpp, "size": size, "batch_size": batch_size, "channels": channels,
-                "value_range": value_range, "mean": e.config()["mean"], "std": e.config()["std"],
-                "in_chans": e.in_chans, "img_size": e.img_size, "model_kwargs": e.model_kwargs,
-                "weights": e.weights_path if e.weights_path else ("random" if not trained else "in memory"),
-                "n_tiles": int(len(items)), "pooling": "mean over tiles (regions: area inside; images: tissue)",
-                "sample_kinds": sorted(set(g.kind for g in geoms)), "device": device,
-                "card": getattr(e, "card", None) or {},
-            },
-        }
+        rec = encoder_record(e, v, inputs=inputs, params={
+            "mpp": mpp, "size": size, "batch_size": batch_size, "channels": channels, "value_range": value_range,
+            "n_tiles": int(len(items)), "pooling": "mean over tiles (regions: area inside; images: tissue)",
+            "sample_kinds": sorted(set(g.kind for g in geoms)), "device": device})
         record_representation(samples, key, Z, rec)
         logger.info("%s: %s (%d x %d)", desc, key, *Z.shape)
     return samples if copy else None

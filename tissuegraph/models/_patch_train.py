@@ -7,9 +7,11 @@ Augmentations (batched, on the training device, drawn from one seeded ``torch.Ge
 
 - random resized crop (area fraction ``crop_scale``, aspect ratio 3/4-4/3) with a random flip and a random
   multiple of 90° rotation, in one affine resampling (bilinear, reflection padding) to ``size`` px;
-- stain jitter in HED space (Tellez et al. 2018): RGB -> optical density -> hematoxylin/eosin/DAB
-  amounts (Ruifrok-Johnston vectors, as :mod:`tissuegraph.feat._stain`), each scaled by ``U(1-s, 1+s)`` and
-  shifted by ``U(-s, s)``, back to RGB; other channel counts get a per-channel intensity scale/shift;
+- colour jitter (``color=``): ``'hed'``, stain jitter in HED space (Tellez et al. 2018): RGB -> optical
+  density -> hematoxylin/eosin/DAB amounts (Ruifrok-Johnston vectors, as :mod:`tissuegraph.feat._stain`), each
+  scaled by ``U(1-s, 1+s)`` and shifted by ``U(-s, s)``, back to RGB; ``'channel'``, a per-channel intensity
+  scale ``U(1-2s, 1+2s)`` and shift ``U(-s, s)`` (fluorescence: each stain varies on its own);
+  ``'auto'`` (default) = ``'hed'`` for 3 channels, ``'channel'`` otherwise;
 - Gaussian blur with probability ``blur_p`` (sigma ``U(0.1, 1.5)`` px).
 
 Reproducibility: the same seed gives the same weights and embeddings on the same machine with the same
@@ -73,10 +75,20 @@ def _uniform(n: int, lo: float, hi: float, g: torch.Generator, *shape) -> torch.
     return lo + (hi - lo) * torch.rand((n, *shape), generator=g)
 
 
+def _color_mode(color: str, c: int) -> str:
+    if color not in ("auto", "hed", "channel"):
+        raise InputError(f"color must be 'auto', 'hed' or 'channel', got {color!r}.")
+    if color == "hed" and c != 3:
+        raise InputError(f"color='hed' (H&E stain jitter) needs 3-channel RGB images, got {c} channels; use "
+                         "color='channel' (per-channel intensity jitter).")
+    return ("hed" if c == 3 else "channel") if color == "auto" else color
+
+
 def augment(x: torch.Tensor, g: torch.Generator, *, size: int, crop_scale=(0.35, 1.0), stain_jitter: float = 0.05,
-            blur_p: float = 0.5) -> torch.Tensor:
+            blur_p: float = 0.5, color: str = "auto") -> torch.Tensor:
     """One random view of each image of ``x`` (N, C, H, W) in [0, 1] -> (N, C, size, size) (see module docs)."""
     n, c = x.shape[:2]
+    mode = _color_mode(color, c)
     dev = x.device
     # geometry: crop + flip + rot90 as one affine map from output to input coordinates ([-1, 1] units)
     area = _uniform(n, crop_scale[0], crop_scale[1], g)
@@ -96,7 +108,7 @@ def augment(x: torch.Tensor, g: torch.Generator, *, size: int, crop_scale=(0.35,
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     # colour
     if stain_jitter > 0:
-        if c == 3:
+        if mode == "hed":
             alpha = _uniform(n, 1 - stain_jitter, 1 + stain_jitter, g, 1, 3).to(dev)
             beta = _uniform(n, -stain_jitter, stain_jitter, g, 1, 3).to(dev)
             od = -torch.log10(torch.clamp(out, min=1.0 / 255.0)).permute(0, 2, 3, 1).reshape(n, -1, 3)
@@ -186,8 +198,8 @@ def _card(enc, objective, *, x, seed, epochs, batch_size, lr, size, device, loss
 
 def train_patch_simclr(images, *, model: Any = "resnet18", size: int = 96, epochs: int = 5, batch_size: int = 64,
                        lr: float = 1e-3, weight_decay: float = 1e-6, temperature: float = 0.2, proj_dim: int = 64,
-                       crop_scale=(0.35, 1.0), stain_jitter: float = 0.05, blur_p: float = 0.5, seed: int = 0,
-                       device: str | None = None, progress: bool | None = None):
+                       crop_scale=(0.35, 1.0), stain_jitter: float = 0.05, blur_p: float = 0.5, color: str = "auto",
+                       seed: int = 0, device: str | None = None, progress: bool | None = None):
     """SimCLR-style contrastive training (NT-Xent on two augmented views) of a patch encoder.
 
     Parameters
@@ -204,6 +216,9 @@ def train_patch_simclr(images, *, model: Any = "resnet18", size: int = 96, epoch
         NT-Xent temperature and the width of the 2-layer projection head (discarded after training).
     crop_scale, stain_jitter, blur_p
         Augmentation strengths (see the module docs).
+    color
+        Colour jitter: ``'auto'`` (HED stain jitter for RGB, per-channel otherwise), ``'hed'`` or ``'channel'``
+        (fluorescence: per-channel intensity scale and shift, also for 3 channels).
     seed
         Seed of the initialisation, augmentations and batch order.
     device
@@ -215,6 +230,7 @@ def train_patch_simclr(images, *, model: Any = "resnet18", size: int = 96, epoch
     card (architecture config, seed, data hash, per-epoch loss log, seconds per epoch).
     """
     x = _check(images, size, epochs, batch_size, lr)
+    mode = _color_mode(color, x.shape[1])
     device = torch.device(settings.device if device is None else device)
     enc = _encoder(model, x.shape[1], size, seed)
     d = enc.num_features
@@ -233,8 +249,10 @@ def train_patch_simclr(images, *, model: Any = "resnet18", size: int = 96, epoch
             for st in range(steps_per_epoch):
                 idx = order[st * bs:(st + 1) * bs]
                 xb = x[idx].to(device)
-                v1 = augment(xb, g, size=size, crop_scale=crop_scale, stain_jitter=stain_jitter, blur_p=blur_p)
-                v2 = augment(xb, g, size=size, crop_scale=crop_scale, stain_jitter=stain_jitter, blur_p=blur_p)
+                v1 = augment(xb, g, size=size, crop_scale=crop_scale, stain_jitter=stain_jitter, blur_p=blur_p,
+                             color=mode)
+                v2 = augment(xb, g, size=size, crop_scale=crop_scale, stain_jitter=stain_jitter, blur_p=blur_p,
+                             color=mode)
                 z = F.normalize(head(enc(torch.cat([v1, v2]))), dim=1)
                 n = len(idx)
                 sim = z @ z.T / temperature
@@ -251,8 +269,9 @@ def train_patch_simclr(images, *, model: Any = "resnet18", size: int = 96, epoch
     card = _card(enc, "simclr", x=x, seed=seed, epochs=epochs, batch_size=bs, lr=lr, size=size, device=device,
                  losses=losses, epoch_losses=epoch_losses, seconds=seconds,
                  extra={"temperature": temperature, "proj_dim": proj_dim, "weight_decay": weight_decay,
-                        "augmentations": {"crop_scale": list(crop_scale), "stain_jitter_hed": stain_jitter,
-                                          "blur_p": blur_p, "flips_rot90": True}})
+                        "augmentations": {"crop_scale": list(crop_scale),
+                                          ("stain_jitter_hed" if mode == "hed" else "channel_jitter"): stain_jitter,
+                                          "color": mode, "blur_p": blur_p, "flips_rot90": True}})
     enc.card = card
     return enc, card
 
