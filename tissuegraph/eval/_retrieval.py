@@ -185,92 +185,12 @@ _NULL_KERNEL = None
 
 
 def _null_kernel():
-    """Compile (once per process) the null-distribution kernel: numpy's PCG64 stream and Fisher-Yates shuffle.
-
-    copairs' ``random_binary_matrix`` shuffles every row of a ``null_size x total`` index matrix with
-    ``Generator.permuted`` (numpy's ``_shuffle_raw``: for ``i = total-1 .. 1`` swap positions ``i`` and
-    ``random_interval(i)``, a masked rejection draw on PCG64's buffered 32-bit outputs) and keeps the values at
-    the first ``num_pos`` positions.  This kernel consumes the same stream draw for draw (a PCG64 step in
-    64-bit halves, with numpy's 32-bit buffering) but never materialises the matrix: once the shuffle has
-    passed position ``num_pos`` the set of values in the first ``num_pos`` positions is fixed, and each step
-    only moves the value at ``i`` (final) to ``j``, kept in a generation-stamped sparse array.  Same values
-    as copairs (the tests compare them), O(total) draws per null sample and O(total) memory in all.
-    """
+    """The compiled null-distribution kernel (:mod:`._null_kernel`; numba is imported on first use)."""
     global _NULL_KERNEL
-    if _NULL_KERNEL is not None:
-        return _NULL_KERNEL
-    from numba import njit
+    if _NULL_KERNEL is None:
+        from ._null_kernel import null_sets
 
-    def null_sets(st, null_size, m, total, out):  # pragma: no cover - compiled
-        # st: uint64[6] = PCG64 state (hi, lo), increment (hi, lo), has_uint32, uinteger
-        M32 = np.uint64(0xFFFFFFFF)
-        s32 = np.uint64(32)
-        one = np.uint64(1)
-        mhi = np.uint64(0x2360ED051FC65DA4)  # PCG_DEFAULT_MULTIPLIER_128
-        mlo = np.uint64(0x4385DF649FCCF645)
-        b0 = mlo & M32
-        b1 = mlo >> s32
-        shi = st[0]
-        slo = st[1]
-        ihi = st[2]
-        ilo = st[3]
-        has = st[4] != 0
-        buf = st[5]
-        stamp = np.zeros(total, np.int64)
-        val = np.empty(total, np.int64)
-        for r in range(null_size):
-            g = r + 1
-            for i in range(total - 1, 0, -1):
-                mx = np.uint64(i)
-                mask = mx
-                mask |= mask >> one
-                mask |= mask >> np.uint64(2)
-                mask |= mask >> np.uint64(4)
-                mask |= mask >> np.uint64(8)
-                mask |= mask >> np.uint64(16)
-                mask |= mask >> s32
-                while True:
-                    if has:
-                        has = False
-                        v = buf
-                    else:  # state = state * MULT + inc (mod 2^128); output XSL-RR of the new state
-                        a0 = slo & M32
-                        a1 = slo >> s32
-                        p00 = a0 * b0
-                        p01 = a0 * b1
-                        p10 = a1 * b0
-                        mid = (p00 >> s32) + (p01 & M32) + (p10 & M32)
-                        mulhi = a1 * b1 + (p01 >> s32) + (p10 >> s32) + (mid >> s32)
-                        nlo = slo * mlo
-                        nhi = shi * mlo + slo * mhi + mulhi
-                        lo2 = nlo + ilo
-                        carry = one if lo2 < nlo else np.uint64(0)
-                        shi = nhi + ihi + carry
-                        slo = lo2
-                        x = shi ^ slo
-                        rot = shi >> np.uint64(58)
-                        o = (x >> rot) | (x << ((np.uint64(64) - rot) & np.uint64(63)))
-                        has = True
-                        buf = o >> s32
-                        v = o & M32
-                    v = v & mask
-                    if v <= mx:
-                        break
-                if i >= m:
-                    j = np.intp(v)
-                    val[j] = val[i] if stamp[i] == g else i
-                    stamp[j] = g
-            for p in range(m):
-                out[r, p] = val[p] if stamp[p] == g else p
-        st[0] = shi  # the stream continues in the next call
-        st[1] = slo
-        st[4] = one if has else np.uint64(0)
-        st[5] = buf
-
-    try:
-        _NULL_KERNEL = njit(nogil=True, cache=True)(null_sets)
-    except RuntimeError:  # read-only install: no cache
-        _NULL_KERNEL = njit(nogil=True)(null_sets)
+        _NULL_KERNEL = null_sets
     return _NULL_KERNEL
 
 
