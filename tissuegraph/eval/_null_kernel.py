@@ -6,7 +6,8 @@ row of a ``null_size x total`` index matrix with ``Generator.permuted`` (numpy's
 the first ``num_pos`` positions.  This kernel consumes the same stream draw for draw (a PCG64 step in
 64-bit halves, with numpy's 32-bit buffering) but never materialises the matrix: once the shuffle has
 passed position ``num_pos`` the set of values in the first ``num_pos`` positions is fixed, and each step
-only moves the value at ``i`` (final) to ``j``, kept in a generation-stamped sparse array.  Same values
+only moves the value at ``i`` (final) to ``j``: the draws of one null sample are recorded and the first
+``num_pos`` positions are traced back through them.  Same values
 as copairs (the tests compare them), O(total) draws per null sample and O(total) memory in all.
 """
 
@@ -51,8 +52,9 @@ def _null_sets(st, null_size, m, total, out):  # pragma: no cover - compiled
             for p in range(m):
                 out[r, p] = p
         return
-    stamp = np.zeros(total + 1, np.int64)  # slot `total` takes the writes of rejected draws
-    val = np.zeros(total + 1, np.int64)
+    J = np.zeros(total, np.int64)  # J[i] = the accepted draw of step i of the current null sample
+    inset = np.zeros(total, np.int64)  # generation stamps of the positions being traced
+    pos = np.zeros(m, np.int64)
     r = 0
     g = 1
     i = total - 1
@@ -88,13 +90,26 @@ def _null_sets(st, null_size, m, total, out):  # pragma: no cover - compiled
                 v = buf
             w = v & mask
             acc = np.intp(w <= np.uint64(i))  # 1 accepted, 0 rejected (no branch on it)
-            jj = np.intp(w) if (acc & np.intp(i >= m)) != 0 else total
-            val[jj] = val[i] if stamp[i] == g else i
-            stamp[jj] = g
+            J[i] = np.intp(w)  # a rejected draw is overwritten by the next one (i does not move)
             i -= acc
             if i == 0:  # null sample r is complete: its first m positions
+                # the values that end in positions 0..m-1: follow those positions back through the swaps
+                # (i, J[i]) for i = m .. total-1 (steps below m only reorder them); where a traced position
+                # was the target J[i] of a swap, its value came from position i
                 for p in range(m):
-                    out[r, p] = val[p] if stamp[p] == g else p
+                    pos[p] = p
+                    inset[p] = g
+                for k in range(m, total):
+                    jk = J[k]
+                    if inset[jk] == g:
+                        inset[jk] = 0
+                        inset[k] = g
+                        for p in range(m):
+                            if pos[p] == jk:
+                                pos[p] = k
+                                break
+                for p in range(m):
+                    out[r, p] = pos[p]
                 r += 1
                 g += 1
                 i = total - 1
