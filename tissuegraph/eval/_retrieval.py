@@ -406,7 +406,7 @@ def mean_average_precision(X: Any, labels: Any, *, metric: str = "cosine", null_
             nulls = _null_distributions(uconfs, null_size, seed, n_jobs) if P is None else None
     try:
         if P is not None:
-            ap = _average_precision(P, codes, metric, block_size, n_jobs=max(1, n_jobs - (fut is not None)))
+            ap = _average_precision(P, codes, metric, block_size, n_jobs=n_jobs)
         if fut is not None:
             nulls = fut.result()
         elif nulls is None and idx.size:
