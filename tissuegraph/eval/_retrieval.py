@@ -149,14 +149,14 @@ def _kernel():
             for i in range(lo, hi):
                 j = order[i]
                 if j != q:
-                    pk[t] = one - S[r, j]
+                    pk[t] = one - np.float32(S[r, j])  # copairs stores similarities as float32
                     t += 1
             pk.sort()
             cnt = np.zeros(m + 1, dtype=np.int64)
             for j in range(n):
                 if codes[j] == c:
                     continue
-                v = one - S[r, j]
+                v = one - np.float32(S[r, j])
                 # number of positive keys <= v (binary search, side='right')
                 a = 0
                 z = m
@@ -213,7 +213,7 @@ def _average_precision(P: np.ndarray, codes: np.ndarray, metric: str, block_size
     try:
         for q0 in progress(blocks, total=len(blocks), desc=desc, unit="block"):
             rows = slice(q0, min(q0 + step, n))
-            S = similarity_block(P, rows, metric, sq=sq).astype(np.float32)
+            S = similarity_block(P, rows, metric, sq=sq)  # float64; the kernel rounds each to float32
             o = out[rows]
             if pool is None or S.shape[0] < 2 * n_jobs:
                 kernel(S, q0, codes, order, starts, o)
