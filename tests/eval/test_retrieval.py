@@ -130,9 +130,11 @@ def test_equal_to_copairs(metric, integer, tmp_path):
 
 def test_null_equals_copairs_in_chunks():
     compute = pytest.importorskip("copairs.compute")
-    for num_pos, total, seed in [(1, 5, 0), (3, 70, 11), (4, 70000, 5)]:
+    # chunks of 7 null samples: the PCG64 stream (and its buffered 32-bit half) carries over between chunks
+    for num_pos, total, seed in [(1, 5, 0), (3, 70, 11), (4, 70000, 5), (2, 2, 1), (6, 6, 2), (25, 300, 8095)]:
         ref = compute.random_ap(40, num_pos, total, seed)
-        np.testing.assert_array_equal(_random_ap(40, num_pos, total, seed, chunk_elements=3 * total), ref)
+        np.testing.assert_array_equal(_random_ap(40, num_pos, total, seed, chunk_elements=7 * num_pos), ref)
+        np.testing.assert_array_equal(_random_ap(40, num_pos, total, seed), ref)
 
 
 def test_map_finds_the_signal():
@@ -141,3 +143,17 @@ def test_map_finds_the_signal():
     m = mean_average_precision(X, lab, null_size=300, seed=0).set_index("label")
     assert m.loc["0", "mAP"] == pytest.approx(1.0)
     assert m.loc["0", "p_value"] == pytest.approx(1 / 301)
+
+
+def test_threads_do_not_change_the_result():
+    X, lab = _data(seed=4)
+    lab = lab.copy()
+    lab[:3] = "big"  # groups of several sizes: several null configurations
+    ap1 = average_precision(X, lab, n_jobs=1, block_size=7)
+    ap2 = average_precision(X, lab, n_jobs=2, block_size=7)
+    np.testing.assert_array_equal(ap1, ap2)
+    m1 = mean_average_precision(X, lab, null_size=200, seed=5, n_jobs=1)
+    m2 = mean_average_precision(X, lab, null_size=200, seed=5, n_jobs=2)
+    m3 = mean_average_precision(X, lab, null_size=200, seed=5, n_jobs=2, ap=ap1)
+    pd.testing.assert_frame_equal(m1, m2)
+    pd.testing.assert_frame_equal(m1, m3)

@@ -6,7 +6,9 @@
 * Profiles (pycytominer's operations on AnnData): :func:`aggregate` (cells -> wells), :func:`normalize`
   (per-plate robust z-score / standardisation against controls), :func:`spherize` (ZCA/PCA whitening, TVN,
   fitted on controls), :func:`select_features` (missing values, variance, correlation), :func:`consensus`
-  (treatment profiles).
+  (treatment profiles); label-free additions: :func:`feature_reproducibility` / :func:`select_reproducible`
+  (ICC across replicate wells), :func:`rank_transform` (per-plate inverse-normal), :func:`factor_analysis`
+  (scikit-learn FA fitted on controls), :func:`coral` (per-batch covariance alignment to the pooled controls).
 * A synthetic screen with ground truth: :func:`synthetic_plate` (mechanisms, plate/batch/edge effects).
 * Single cells: :func:`segment_cells` (StarDist nuclei + seeded watershed cells), :func:`cell_features`
   (CellProfiler-style per-cell features), :func:`single_cells` (a whole plate -> cells AnnData).
@@ -27,7 +29,18 @@ from ._io import (
     read_profiles,
     read_rxrx,
 )
-from ._profiles import aggregate, consensus, normalize, select_features, spherize
+from ._profiles import (
+    aggregate,
+    consensus,
+    coral,
+    factor_analysis,
+    feature_reproducibility,
+    normalize,
+    rank_transform,
+    select_features,
+    select_reproducible,
+    spherize,
+)
 from ._synthetic import MECHANISMS, SyntheticPlate, synthetic_plate
 from ._cells import cell_features, segment_cells, single_cells
 from ._crops import cell_crops, embed_cells, train_cell_encoder
@@ -45,6 +58,11 @@ __all__ = [
     "spherize",
     "select_features",
     "consensus",
+    "feature_reproducibility",
+    "select_reproducible",
+    "rank_transform",
+    "factor_analysis",
+    "coral",
     "synthetic_plate",
     "SyntheticPlate",
     "MECHANISMS",

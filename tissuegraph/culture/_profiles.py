@@ -23,7 +23,8 @@ from .._errors import InputError
 from .._logging import logger
 from ._io import profile_record, set_representation
 
-__all__ = ["aggregate", "normalize", "spherize", "select_features", "consensus"]
+__all__ = ["aggregate", "normalize", "spherize", "select_features", "consensus", "feature_reproducibility",
+           "select_reproducible", "rank_transform", "factor_analysis", "coral"]
 
 C = K.culture
 
@@ -366,3 +367,190 @@ def consensus(samples, *, by: Sequence[str] = (C.compound, C.concentration), met
         _add_step(rec, {"step": "consensus", "by": cols, "method": method})
         set_representation(out, key, Y, names, rec)
     return out
+
+
+# ------------------------------------------------------------------ replicate reproducibility (label-free)
+
+def _icc1(X: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """One-way random-effects intraclass correlation ICC(1) of every column: the share of the variance that
+    lies between groups, ``(MSB - MSW) / (MSB + (n0 - 1) MSW)`` with ``n0`` the usual size for unequal groups
+    (NaN where a column is constant or not finite)."""
+    codes, _ = pd.factorize(groups)
+    k = codes.max() + 1
+    n = codes.size
+    cnt = np.bincount(codes, minlength=k).astype(np.float64)
+    sums = np.zeros((k, X.shape[1]))
+    np.add.at(sums, codes, X)
+    means = sums / cnt[:, None]
+    grand = X.mean(axis=0)
+    ssw = ((X - means[codes]) ** 2).sum(axis=0)
+    ssb = (cnt[:, None] * (means - grand) ** 2).sum(axis=0)
+    msw = ssw / (n - k)
+    msb = ssb / (k - 1)
+    n0 = (n - (cnt ** 2).sum() / n) / (k - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        icc = (msb - msw) / (msb + (n0 - 1) * msw)
+    icc[~np.isfinite(icc)] = np.nan
+    return icc
+
+
+def feature_reproducibility(samples, *, rep: str = C.profile, by: Sequence[str] = (C.compound, C.concentration),
+                            rows: Any = f"~{C.control}") -> pd.Series:
+    """How reproducible each feature is across replicate wells: ICC(1) of the feature over the groups ``by``
+    (default compound x concentration; wells of groups with a single well are ignored).
+
+    Label-free: only the replicate identity is used, never a mechanism.  1 = the replicate wells agree
+    exactly and differ between treatments; 0 or below = no more alike than wells of different treatments.
+    ``rows`` selects the wells (default the treated ones, ``'~is_control'``; a boolean obs column, a query
+    on obs or a mask).  Returns a Series indexed by feature name (NaN for a feature that is constant or has
+    missing values in those wells).
+    """
+    key, X, names = _get(samples, rep)
+    cols = [by] if isinstance(by, str) else list(by)
+    missing = [c for c in cols if c not in samples.obs.columns]
+    if missing:
+        raise InputError(f"obs has no column(s) {missing} naming the replicate groups.")
+    m = _mask(samples, rows, "replicate")
+    grp = samples.obs.loc[m, cols].astype(str).agg("\x1f".join, axis=1).to_numpy()
+    sizes = pd.Series(grp).map(pd.Series(grp).value_counts()).to_numpy()
+    keep = sizes >= 2
+    if np.unique(grp[keep]).size < 2:
+        raise InputError(f"feature_reproducibility needs at least 2 groups of {cols} with 2 or more wells each; "
+                         "check by= and rows=.")
+    Xm = X[m][keep]
+    icc = np.full(X.shape[1], np.nan)
+    finite = np.isfinite(Xm).all(axis=0)
+    icc[finite] = _icc1(Xm[:, finite], grp[keep])
+    return pd.Series(icc, index=names, name="icc")
+
+
+def select_reproducible(samples, *, rep: str = C.profile, min_icc: float = 0.2,
+                        by: Sequence[str] = (C.compound, C.concentration), rows: Any = f"~{C.control}",
+                        key_added: str | None = None, copy: bool = False):
+    """Keep the features that replicate wells reproduce: ICC(1) across the ``by`` groups (see
+    :func:`feature_reproducibility`) above ``min_icc``.  A label-free feature selection (replicate identity
+    only); the per-feature ICCs are kept in the step's parameters (``'icc'``, in input-feature order)."""
+    if not (-1.0 <= float(min_icc) < 1.0):
+        raise InputError(f"min_icc must be in [-1, 1), got {min_icc!r}.")
+    samples = _prepare(samples, copy)
+    key, X, names = _get(samples, rep)
+    icc = feature_reproducibility(samples, rep=rep, by=by, rows=rows).to_numpy()
+    keep = np.flatnonzero(np.nan_to_num(icc, nan=-np.inf) > min_icc)
+    if keep.size == 0:
+        raise InputError(f"no feature has ICC above {min_icc} (max {np.nanmax(icc):.3f}); lower min_icc.")
+    logger.info("select_reproducible: kept %d of %d features (ICC > %g)", keep.size, len(names), min_icc)
+    _put(samples, key, key_added, X[:, keep], [names[j] for j in keep],
+         {"step": "select_reproducible", "min_icc": float(min_icc), "by": [by] if isinstance(by, str) else list(by),
+          "rows": str(rows), "n_kept": int(keep.size), "n_in": len(names), "icc": np.nan_to_num(icc, nan=-9.0)})
+    return samples if copy else None
+
+
+# ------------------------------------------------------------------------------ rank / inverse-normal
+
+def rank_transform(samples, *, rep: str = C.profile, method: str = "inverse_normal",
+                   by: str | Sequence[str] | None = C.plate, key_added: str | None = None, copy: bool = False):
+    """Per-feature rank transform within each group ``by`` (default per plate; ``None`` = all wells).
+
+    method
+        ``'inverse_normal'``: ``Phi^-1((r - 1/2) / n)`` of the average-tie rank ``r`` among the ``n`` finite
+        values of the group (rank-based inverse normal transform); ``'uniform'``: ``(r - 1/2) / n - 1/2``.
+    NaNs stay NaN and are not ranked.  Robust to outliers and monotone feature scales; no control wells needed.
+    """
+    if method not in ("inverse_normal", "uniform"):
+        raise InputError(f"method must be 'inverse_normal' or 'uniform', got {method!r}.")
+    from scipy.stats import norm, rankdata
+
+    samples = _prepare(samples, copy)
+    key, X, names = _get(samples, rep)
+    out = np.full_like(X, np.nan)
+    for ix in _groups(samples, by):
+        B = np.where(np.isfinite(X[ix]), X[ix], np.nan)
+        r = rankdata(B, axis=0, nan_policy="omit")
+        cnt = np.isfinite(B).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            u = (r - 0.5) / cnt
+        out[ix] = norm.ppf(u) if method == "inverse_normal" else u - 0.5
+    _put(samples, key, key_added, out, names, {"step": "rank_transform", "method": method, "by": by})
+    return samples if copy else None
+
+
+# ----------------------------------------------------------------------------------- factor analysis
+
+def factor_analysis(samples, *, rep: str = C.profile, n_components: int = 50, controls: Any = C.control,
+                    seed: int | None = None, max_iter: int = 1000, key_added: str | None = None, copy: bool = False):
+    """Factor analysis of the profiles (Ljosa et al. 2013's route): scikit-learn's ``FactorAnalysis`` fitted
+    on the ``controls`` rows (default the control wells; ``None`` = all rows), every row replaced by its
+    ``n_components`` factor scores (columns ``F1..Fk``).  Features must be finite (run
+    :func:`select_features` first).  ``seed`` defaults to ``tg.settings.seed``.
+    """
+    from sklearn.decomposition import FactorAnalysis
+
+    from .._settings import settings
+
+    samples = _prepare(samples, copy)
+    key, X, names = _get(samples, rep)
+    if not np.isfinite(X).all():
+        raise InputError(f"obsm[{key!r}] has NaN/inf values; run tg.culture.select_features first.")
+    fit = _mask(samples, controls, "fit")
+    n_fit = int(fit.sum())
+    if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)) or \
+            not 1 <= n_components <= min(n_fit, X.shape[1]):
+        raise InputError(f"n_components must be an integer in [1, min(fit rows, features) = "
+                         f"{min(n_fit, X.shape[1])}], got {n_components!r}.")
+    seed = settings.seed if seed is None else seed
+    fa = FactorAnalysis(n_components=int(n_components), random_state=seed, max_iter=max_iter)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning is reported below
+        fa.fit(X[fit])
+    if fa.n_iter_ >= max_iter:
+        logger.warning("factor_analysis: not converged after %d iterations; raise max_iter.", max_iter)
+    out = fa.transform(X)
+    _put(samples, key, key_added, out, [f"F{i + 1}" for i in range(out.shape[1])],
+         {"step": "factor_analysis", "n_components": int(n_components), "controls": str(controls), "seed": seed,
+          "n_iter": int(fa.n_iter_), "n_fit_rows": n_fit})
+    return samples if copy else None
+
+
+# -------------------------------------------------------------------------- CORAL batch alignment
+
+def _sym_power(C: np.ndarray, power: float, epsilon: float, relative: bool) -> np.ndarray:
+    w, V = np.linalg.eigh((C + C.T) / 2)
+    w = np.maximum(w, 0.0)
+    w = w + (epsilon * w.max() if relative else epsilon)
+    if (w <= 0).any():
+        raise InputError("coral: a control covariance is singular and epsilon is 0; use epsilon > 0.")
+    return (V * w ** power) @ V.T
+
+
+def coral(samples, *, rep: str = C.profile, by: str | Sequence[str] = C.batch, controls: Any = C.control,
+          epsilon: float = 0.1, relative: bool = True, key_added: str | None = None, copy: bool = False):
+    """Align every group's profiles to the pooled controls using the controls only (CORAL, Sun et al. 2016):
+    ``x' = (x - m_g) C_g^{-1/2} C^{1/2} + m`` where ``m_g, C_g`` are the mean and covariance of group ``g``'s
+    control wells (default: per batch) and ``m, C`` those of all control wells.  After it every group's
+    controls have the pooled mean and (with ``epsilon=0``) the pooled covariance; treatments are moved by the
+    same map.  ``epsilon`` is added to the eigenvalues of each covariance (relative to its largest when
+    ``relative``) so that groups with fewer controls than features stay invertible.
+    """
+    if not np.isfinite(epsilon) or epsilon < 0:
+        raise InputError(f"epsilon must be a finite number >= 0, got {epsilon!r}.")
+    samples = _prepare(samples, copy)
+    key, X, names = _get(samples, rep)
+    if not np.isfinite(X).all():
+        raise InputError(f"obsm[{key!r}] has NaN/inf values; run tg.culture.select_features first.")
+    fit = _mask(samples, controls, "control")
+    if fit.sum() < 2:
+        raise InputError("coral needs at least 2 control rows.")
+    R = X[fit]
+    m = R.mean(axis=0)
+    target = _sym_power(np.atleast_2d(np.cov(R, rowvar=False)), 0.5, epsilon, relative)
+    out = np.empty_like(X)
+    for ix in _groups(samples, by):
+        Rg = X[ix[fit[ix]]]
+        if Rg.shape[0] < 2:
+            raise InputError(f"coral needs at least 2 control rows per group of by={by!r}, got {Rg.shape[0]} in rows "
+                             f"{ix[:3].tolist()}...")
+        cg = np.atleast_2d(np.cov(Rg, rowvar=False))
+        out[ix] = (X[ix] - Rg.mean(axis=0)) @ _sym_power(cg, -0.5, epsilon, relative) @ target + m
+    _put(samples, key, key_added, out, names, {"step": "coral", "by": by, "controls": str(controls),
+                                               "epsilon": epsilon, "relative": relative})
+    return samples if copy else None

@@ -19,8 +19,10 @@ ranked.  What copairs does, and what this module therefore does too:
 
 What differs is the cost: similarities come from blocked matrix products (``block_size`` queries at a time;
 never an n x n matrix), and each query's ranks come from a compiled pass over its row, O(n log M), instead of
-materialising and sorting every pair.  The null distributions are generated in row chunks, so memory stays
-bounded for any n (copairs allocates ``null_size x n`` at once).
+materialising and sorting every pair.  The null distributions replay copairs' random stream draw for draw in a
+compiled kernel (:mod:`._null_kernel`: numpy's PCG64 and Fisher-Yates shuffle) that keeps only the positives'
+positions, so memory stays O(n) (copairs allocates ``null_size x n`` at once); with ``n_jobs > 1`` they are
+drawn in a thread while the APs are computed.
 
 Within the precision of the float32 keys the results equal copairs' (the tests check 1e-9 on AP and mAP
 and identical p-values).  Only candidates whose float64 similarities straddle a float32 rounding boundary
@@ -149,14 +151,14 @@ def _kernel():
             for i in range(lo, hi):
                 j = order[i]
                 if j != q:
-                    pk[t] = one - S[r, j]
+                    pk[t] = one - np.float32(S[r, j])  # copairs stores similarities as float32
                     t += 1
             pk.sort()
             cnt = np.zeros(m + 1, dtype=np.int64)
             for j in range(n):
                 if codes[j] == c:
                     continue
-                v = one - S[r, j]
+                v = one - np.float32(S[r, j])
                 # number of positive keys <= v (binary search, side='right')
                 a = 0
                 z = m
@@ -181,8 +183,21 @@ def _kernel():
     return _KERNEL
 
 
+_NULL_KERNEL = None
+
+
+def _null_kernel():
+    """The compiled null-distribution kernel (:mod:`._null_kernel`; numba is imported on first use)."""
+    global _NULL_KERNEL
+    if _NULL_KERNEL is None:
+        from ._null_kernel import null_sets
+
+        _NULL_KERNEL = null_sets
+    return _NULL_KERNEL
+
+
 def _average_precision(P: np.ndarray, codes: np.ndarray, metric: str, block_size: int,
-                       desc: str = "average precision") -> np.ndarray:
+                       desc: str = "average precision", n_jobs: int = 1) -> np.ndarray:
     n = P.shape[0]
     order = np.argsort(codes, kind="stable").astype(np.int64)
     starts = np.zeros(codes.max() + 2, dtype=np.int64)
@@ -192,16 +207,35 @@ def _average_precision(P: np.ndarray, codes: np.ndarray, metric: str, block_size
     step = _rows_per_block(block_size, n)
     out = np.empty(n, dtype=np.float64)
     blocks = range(0, n, step)
-    for q0 in progress(blocks, total=len(blocks), desc=desc, unit="block"):
-        rows = slice(q0, min(q0 + step, n))
-        S = similarity_block(P, rows, metric, sq=sq).astype(np.float32)
-        kernel(S, q0, codes, order, starts, out[rows])
+    pool = None
+    if n_jobs > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(n_jobs)
+    try:
+        for q0 in progress(blocks, total=len(blocks), desc=desc, unit="block"):
+            rows = slice(q0, min(q0 + step, n))
+            S = similarity_block(P, rows, metric, sq=sq)  # float64; the kernel rounds each to float32
+            o = out[rows]
+            if pool is None or S.shape[0] < 2 * n_jobs:
+                kernel(S, q0, codes, order, starts, o)
+                continue
+            # the kernel releases the GIL: split the block's rows over threads
+            cuts = np.linspace(0, S.shape[0], n_jobs + 1).astype(int)
+            futs = [pool.submit(kernel, S[a:b], q0 + a, codes, order, starts, o[a:b])
+                    for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+            for f in futs:
+                f.result()
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return out
 
 
 # ----------------------------------------------------------------------------------------- public API
 
-def average_precision(X: Any, labels: Any, *, metric: str = "cosine", block_size: int = 2048) -> np.ndarray:
+def average_precision(X: Any, labels: Any, *, metric: str = "cosine", block_size: int = 2048,
+                      n_jobs: int | None = None) -> np.ndarray:
     """Average precision of every row as a query against all other rows (copairs' definition).
 
     Parameters
@@ -215,30 +249,42 @@ def average_precision(X: Any, labels: Any, *, metric: str = "cosine", block_size
         ``'spearman'`` (Pearson on each row's ranks; not in copairs).
     block_size
         Queries per block; memory is ``block_size x n`` float64 (capped at ~256 MiB).
+    n_jobs
+        Threads for the ranking pass (default ``tg.settings.n_jobs``); the matrix products use BLAS's threads.
 
     Returns
     -------
     (n,) float64 AP; NaN for a query whose label occurs only once.
     """
+    from .._settings import settings
+
     P = prepare_profiles(X, metric)
     codes, _ = encode_labels(labels, P.shape[0])
-    return _average_precision(P, codes, metric, block_size)
+    return _average_precision(P, codes, metric, block_size, n_jobs=settings.resolve_n_jobs(n_jobs))
 
 
-def _random_ap(null_size: int, num_pos: int, total: int, seed: int, chunk_elements: int = 1 << 24) -> np.ndarray:
-    """copairs.compute.random_ap, bit for bit, generated in row chunks (bounded memory)."""
+def _random_ap(null_size: int, num_pos: int, total: int, seed: int, chunk_elements: int = 1 << 22) -> np.ndarray:
+    """copairs.compute.random_ap, bit for bit (same seed stream and shuffle, see :func:`_null_kernel`), in
+    chunks of null samples so that memory stays bounded for any ``null_size``."""
     rng = np.random.default_rng(seed)
+    bg = rng.bit_generator
+    if type(bg).__name__ != "PCG64":  # pragma: no cover - numpy's default_rng is PCG64 since 1.17
+        raise RuntimeError(f"numpy's default_rng uses {type(bg).__name__}, expected PCG64")
+    st = bg.state
+    mask64 = (1 << 64) - 1
+    state = np.array([st["state"]["state"] >> 64, st["state"]["state"] & mask64, st["state"]["inc"] >> 64,
+                      st["state"]["inc"] & mask64, st["has_uint32"], st["uinteger"]], dtype=np.uint64)
+    kernel = _null_kernel()
     dtype = np.uint16 if total < 2 ** 16 else np.uint32
-    out = np.empty(null_size, dtype=np.float32)
-    rows = max(1, chunk_elements // max(total, 1))
     ranks = np.arange(1, num_pos + 1, dtype=np.float32)
-    base = np.arange(total, dtype=dtype)
+    out = np.empty(null_size, dtype=np.float32)
+    rows = max(1, chunk_elements // max(num_pos, 1))
+    pos = np.empty((min(rows, null_size), num_pos), dtype=np.int64)
     for s in range(0, null_size, rows):
         k = min(rows, null_size - s)
-        idx = np.tile(base, (k, 1))
-        rng.permuted(idx, axis=1, out=idx)
-        rel_k = np.sort(idx[:, :num_pos], axis=1)
-        pr_k = ranks / (rel_k + 1)
+        kernel(state, k, num_pos, total, pos[:k])  # advances `state` in place
+        rel_k = np.sort(pos[:k].astype(dtype), axis=1)
+        pr_k = ranks / (rel_k + 1)  # copairs.compute.average_precision, same dtypes
         out[s:s + k] = (pr_k.sum(axis=1) / num_pos).astype(np.float32)
     return out
 
@@ -258,10 +304,12 @@ def _bh(p: np.ndarray) -> np.ndarray:
 
 
 def _expected_ap(M: np.ndarray, L: np.ndarray) -> np.ndarray:
-    """copairs.map.normalization.expected_ap (exact AP of a random ranking), vectorised."""
+    """copairs.map.normalization.expected_ap (exact AP of a random ranking), vectorised (the harmonic number
+    is computed once per distinct L)."""
     M = np.asarray(M, dtype=np.float64)
     L = np.asarray(L, dtype=np.float64)
-    H = np.array([np.sum(1.0 / np.arange(1, int(ll) + 1)) if ll > 0 else 0.0 for ll in L])
+    uL, inv = np.unique(L, return_inverse=True)
+    H = np.array([np.sum(1.0 / np.arange(1, int(ll) + 1)) if ll > 0 else 0.0 for ll in uL])[inv.ravel()]
     with np.errstate(divide="ignore", invalid="ignore"):
         mu = (1.0 / L) * (((M - 1.0) / (L - 1.0)) * (L - H) + H)
     mu = np.where(L == 1, np.where(M == 1, 1.0, 0.0), mu)
@@ -270,9 +318,32 @@ def _expected_ap(M: np.ndarray, L: np.ndarray) -> np.ndarray:
     return mu
 
 
+def _null_distributions(uconfs: np.ndarray, null_size: int, seed: int | None, n_jobs: int) -> np.ndarray:
+    """copairs.compute.get_null_dists without its disk cache: one null per (num_pos, total) configuration,
+    configuration i drawn from ``default_rng(seeds[i])`` with ``seeds = default_rng(seed).integers(8096, ...)``."""
+    seeds = np.random.default_rng(seed).integers(8096, size=len(uconfs))
+    nulls = np.empty((len(uconfs), null_size), dtype=np.float32)
+
+    def one(i):
+        nulls[i] = _random_ap(null_size, int(uconfs[i, 0]), int(uconfs[i, 1]), int(seeds[i]))
+
+    _null_kernel()  # compile before threads start
+    it = progress(range(len(uconfs)), total=len(uconfs), desc="mAP null distributions", unit="conf")
+    if n_jobs > 1 and len(uconfs) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(n_jobs) as pool:
+            for _ in pool.map(one, it):
+                pass
+    else:
+        for i in it:
+            one(i)
+    return nulls
+
+
 def mean_average_precision(X: Any, labels: Any, *, metric: str = "cosine", null_size: int = 10000,
                            seed: int | None = 0, threshold: float = 0.05, block_size: int = 2048,
-                           ap: np.ndarray | None = None) -> pd.DataFrame:
+                           ap: np.ndarray | None = None, n_jobs: int | None = None) -> pd.DataFrame:
     """mAP per label with a permutation p-value and a Benjamini-Hochberg q-value (copairs' procedure).
 
     Parameters
@@ -287,6 +358,10 @@ def mean_average_precision(X: Any, labels: Any, *, metric: str = "cosine", null_
         Significance level of ``below_p`` / ``below_q``.
     ap
         Precomputed :func:`average_precision` of the same ``X``/``labels``/``metric`` (skips recomputing).
+    n_jobs
+        Threads (default ``tg.settings.n_jobs``).  With more than one, the null distributions (which depend
+        only on the label counts) are drawn in a thread while the APs are computed, and the ranking pass is
+        split over threads; the values do not depend on it.
 
     Returns
     -------
@@ -294,45 +369,79 @@ def mean_average_precision(X: Any, labels: Any, *, metric: str = "cosine", null_
     ``n`` (queries), ``mAP``, ``mAP_normalized`` (copairs' scale-free mean normalised AP), ``p_value``,
     ``q_value``, ``below_p``, ``below_q``.
     """
+    from .._settings import settings
+
     if isinstance(null_size, bool) or not isinstance(null_size, (int, np.integer)) or null_size < 1:
         raise InputError(f"null_size must be a positive integer, got {null_size!r}.")
     if not (0 < float(threshold) < 1):
         raise InputError(f"threshold must be in (0, 1), got {threshold!r}.")
+    n_jobs = settings.resolve_n_jobs(n_jobs)
+    P = None
     if ap is None:
         P = prepare_profiles(X, metric)
         n = P.shape[0]
-        codes, uniques = encode_labels(labels, n)
-        ap = _average_precision(P, codes, metric, block_size)
     else:
         ap = np.asarray(ap, dtype=np.float64)
         n = np.shape(X)[0]
         if ap.shape != (n,):
             raise InputError(f"ap must have one value per row of X ({n}), got shape {ap.shape}.")
-        codes, uniques = encode_labels(labels, n)
+    codes, uniques = encode_labels(labels, n)
     counts = np.bincount(codes)
     npos = counts[codes] - 1
-    valid = (npos > 0) & ~np.isnan(ap)
     cols = ["label", "n", "mAP", "mAP_normalized", "p_value", "q_value", "below_p", "below_q"]
-    if not valid.any():
-        logger.warning("mean_average_precision: no label occurs twice; nothing to score.")
-        return pd.DataFrame(columns=cols)
-    idx = np.flatnonzero(valid)  # copairs' ap_scores after its query (original order)
+    # the null configurations depend on the labels only (copairs drops queries whose AP is NaN, which here
+    # happens exactly for queries without a positive: every other row is a candidate)
+    idx = np.flatnonzero(npos > 0)
     total = np.full(idx.size, n - 1, dtype=np.int64)
     confs = np.stack([npos[idx], total], axis=1)
     uconfs, rev = np.unique(confs, axis=0, return_inverse=True)
     rev = rev.ravel()
-    seeds = np.random.default_rng(seed).integers(8096, size=len(uconfs))
-    nulls = np.empty((len(uconfs), null_size), dtype=np.float32)
-    for i in progress(range(len(uconfs)), total=len(uconfs), desc="mAP null distributions", unit="conf"):
-        nulls[i] = _random_ap(null_size, int(uconfs[i, 0]), int(uconfs[i, 1]), seeds[i])
+    nulls = fut = None
+    pool = None
+    if idx.size:
+        if P is not None and n_jobs > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = ThreadPoolExecutor(1)
+            fut = pool.submit(_null_distributions, uconfs, null_size, seed, 1)
+        else:
+            nulls = _null_distributions(uconfs, null_size, seed, n_jobs) if P is None else None
+    try:
+        if P is not None:
+            ap = _average_precision(P, codes, metric, block_size, n_jobs=n_jobs)
+        if fut is not None:
+            nulls = fut.result()
+        elif nulls is None and idx.size:
+            nulls = _null_distributions(uconfs, null_size, seed, n_jobs)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    valid = (npos > 0) & ~np.isnan(ap)
+    if not valid.any():
+        logger.warning("mean_average_precision: no label occurs twice; nothing to score.")
+        return pd.DataFrame(columns=cols)
+    if not valid[idx].all():  # a finite X gives finite APs; keep copairs' filter all the same
+        keep = valid[idx]
+        idx, total, rev = idx[keep], total[keep], rev[keep]
     nap = np.clip((ap[idx] - (mu := _expected_ap(npos[idx], total))) / np.maximum(1 - mu, 1e-10), -1.0, 1.0)
     gcodes = codes[idx]
+    ap_idx = ap[idx]
+    # members of each label in order (copairs: groupby keeps the original row order within a group)
+    order = np.argsort(gcodes, kind="stable")
+    bounds = np.flatnonzero(np.diff(gcodes[order])) + 1
+    groups = dict(zip(gcodes[order[np.r_[0, bounds]]].tolist(), np.split(order, bounds)))
+    sorted_nulls: dict[tuple, np.ndarray] = {}  # one mean null per sequence of configurations
     rows = []
     for c in pd.unique(gcodes):
-        members = np.flatnonzero(gcodes == c)
-        score = float(ap[idx][members].mean())
-        null = nulls[rev[members]].mean(axis=0)
-        p = (int((null > score).sum()) + 1) / (null_size + 1)
+        members = groups[int(c)]
+        score = float(ap_idx[members].mean())
+        key = tuple(rev[members].tolist())
+        sn = sorted_nulls.get(key)
+        if sn is None:
+            sn = sorted_nulls[key] = np.sort(nulls[rev[members]].mean(axis=0))
+        # copairs: (null > score).sum() with score a Python float, i.e. compared at float32 (NEP 50)
+        above = null_size - int(np.searchsorted(sn, np.float32(score), side="right"))
+        p = (above + 1) / (null_size + 1)
         rows.append((uniques[c], members.size, score, float(nap[members].mean()), p))
     out = pd.DataFrame(rows, columns=cols[:5])
     out["q_value"] = _bh(out["p_value"].to_numpy())
