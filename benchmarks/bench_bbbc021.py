@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 import tissuegraph as tg
+from tissuegraph.culture._bench import _profile_pipeline
 from tissuegraph.eval._profiling import nsc, nscb
 from tissuegraph.eval._retrieval import average_precision
 
@@ -73,26 +74,8 @@ METRICS = ("cosine", "correlation", "spearman")
 
 def prepare(wells, norm, select, transform, align):
     a = wells.copy()
-    tg.culture.normalize(a, method=norm)
-    # features with zero DMSO spread on a plate become NaN/huge: drop features non-finite anywhere
-    X = a.obsm["X_profile"].astype(float)
-    bad = ~np.isfinite(X).all(axis=0) | (np.abs(X) > 1e6).any(axis=0)
-    a.obsm["X_profile"] = np.where(bad[None, :], np.nan, X).astype(np.float32)
-    tg.culture.select_features(a, operations=["missing", "variance"], na_cutoff=0.0)
-    if "icc" in select:
-        tg.culture.select_reproducible(a, min_icc=float(select.split()[1]))
-    if "corr" in select:
-        tg.culture.select_features(a, operations=["correlation"], corr_threshold=0.9)
-    if transform != "none":
-        tg.culture.rank_transform(a, method=transform, by=None)
-    if align.startswith("ZCA"):
-        tg.culture.spherize(a, method="ZCA", epsilon=float(align.split()[-1]), relative=True)
-    elif align.startswith("TVN"):
-        tg.culture.spherize(a, method="PCA", epsilon=float(align.split()[-1]), relative=True)
-    elif align.startswith("CORAL"):
-        tg.culture.coral(a, by="batch", epsilon=float(align.split()[-1]))
-    elif align.startswith("FA"):
-        tg.culture.factor_analysis(a, n_components=int(align.split()[1]), seed=0)
+    # the culture bench's own pipeline code (tissuegraph culture bench runs the chosen one)
+    _profile_pipeline(a, normalize=norm, select=select, transform=transform, align=align)
     return a
 
 

@@ -62,16 +62,58 @@ def _metrics(wells, rep: str, *, null_size: int, seed: int, metric: str, consens
     return rows
 
 
-def _profile_pipeline(wells, *, normalize: str, corr: float | None, similarity: str) -> None:
+def _profile_pipeline(wells, *, normalize: str, corr: float | None = None, select: str = "none",
+                      transform: str = "none", align: str = "none", similarity: str = "cosine") -> None:
+    """The profile pipeline of the culture bench and ``benchmarks/bench_bbbc021.py`` (one code path).
+
+    Per-plate normalisation against the controls; features non-finite anywhere dropped; ``select`` in
+    ``'none'``, ``'corr T'``, ``'icc M'`` or ``'icc M + corr T'`` (``corr=T`` is the older spelling of
+    ``'corr T'``); ``transform`` ``'none'`` or a :func:`rank_transform` method; ``align`` fitted on the
+    controls only: ``'ZCA eps E'``, ``'TVN eps E'`` (PCA whitening), ``'CORAL eps E'`` (per batch) or
+    ``'FA N'`` (factor analysis). ``similarity`` is recorded by the caller.
+    """
+    from ._profiles import coral, factor_analysis, rank_transform, select_features, select_reproducible, spherize
     from ._profiles import normalize as _norm
-    from ._profiles import select_features
 
     _norm(wells, method=normalize)
     X = wells.obsm[C.profile].astype(float)
     bad = ~np.isfinite(X).all(axis=0) | (np.abs(X) > 1e6).any(axis=0)
     wells.obsm[C.profile] = np.where(bad[None, :], np.nan, X).astype(np.float32)
-    select_features(wells, operations=["missing", "variance"] + (["correlation"] if corr else []),
-                    corr_threshold=corr or 0.9, na_cutoff=0.0)
+    select_features(wells, operations=["missing", "variance"], na_cutoff=0.0)
+    steps = [t.strip() for t in select.split("+")] if select and select != "none" else []
+    if corr:
+        steps.append(f"corr {corr}")
+    for step in steps:
+        kind, value = step.split()
+        if kind == "icc":
+            select_reproducible(wells, min_icc=float(value))
+        elif kind == "corr":
+            select_features(wells, operations=["correlation"], corr_threshold=float(value))
+        else:
+            raise InputError(f"Unknown feature selection step {step!r}: use 'icc M' or 'corr T'.")
+    if transform != "none":
+        rank_transform(wells, method=transform, by=None)
+    if align == "none":
+        return
+    kind, value = align.split()[0], align.split()[-1]
+    if kind == "ZCA":
+        spherize(wells, method="ZCA", epsilon=float(value), relative=True)
+    elif kind == "TVN":
+        spherize(wells, method="PCA", epsilon=float(value), relative=True)
+    elif kind == "CORAL":
+        coral(wells, by="batch", epsilon=float(value))
+    elif kind == "FA":
+        factor_analysis(wells, n_components=int(value), seed=0)
+    else:
+        raise InputError(f"Unknown alignment {align!r}: use 'ZCA eps E', 'TVN eps E', 'CORAL eps E' or 'FA N'.")
+
+
+#: the label-free choice of ``benchmarks/bench_bbbc021.py`` (benchmarks/results/bbbc021.md), and the reference
+BBBC021_PIPELINES = {
+    "X_profile": dict(normalize="standardize", select="icc 0.2 + corr 0.9", transform="inverse_normal",
+                      align="CORAL eps 0.3", similarity="correlation"),
+    "X_profile_reference": dict(normalize="standardize", similarity="cosine"),
+}
 
 
 NETWORK_NOTE_NO_IMAGES = ("No network representation: this data set holds per-well profiles only (no images), so no "
@@ -219,16 +261,14 @@ def culture_bench(outdir: str | Path, *, dataset: Any = "synthetic", quick: bool
         if not root.is_dir():
             raise InputError(f"BBBC021 profiles folder not found: {root} (set TISSUEGRAPH_SHARED_DATA or pass a path).")
         wells = read_bbbc021_profiles(root)
-        # the label-free choice of benchmarks/bench_bbbc021.py, and the reference pipeline
-        pipelines = {"X_profile": dict(normalize="standardize", corr=0.9, similarity="spearman"),
-                     "X_profile_reference": dict(normalize="standardize", corr=None, similarity="cosine")}
+        pipelines = BBBC021_PIPELINES
     info["wells"] = int(wells.n_obs)
     similarity: dict[str, str] = {}
     made = {}
     for rep, cfg in pipelines.items():
         w = wells.copy()
         with timed(f"profiles {rep}"):
-            _profile_pipeline(w, normalize=cfg["normalize"], corr=cfg["corr"], similarity=cfg["similarity"])
+            _profile_pipeline(w, **cfg)
         rec = dict((w.uns.get(K.uns.representations) or {}).get(C.profile) or {})
         rec.setdefault("params", {})["pipeline"] = dict(cfg)
         made[rep] = (w.obsm[C.profile], w.uns.get(K.uns.feature_names(C.profile)), rec)
