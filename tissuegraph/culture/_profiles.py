@@ -102,6 +102,20 @@ def _prepare(samples, copy: bool):
     return samples
 
 
+def _prepare_finite(samples, rep: str, copy: bool):
+    """:func:`_prepare` and :func:`_get` for operations that need every value finite."""
+    samples = _prepare(samples, copy)
+    key, X, names = _get(samples, rep)
+    if not np.isfinite(X).all():
+        raise InputError(f"obsm[{key!r}] has NaN/inf values; run tg.culture.select_features first.")
+    return samples, key, X, names
+
+
+def _check_epsilon(epsilon: float) -> None:
+    if not np.isfinite(epsilon) or epsilon < 0:
+        raise InputError(f"epsilon must be a finite number >= 0, got {epsilon!r}.")
+
+
 # -------------------------------------------------------------------------------------------- aggregate
 
 def aggregate(cells, *, by: Sequence[str] = (C.plate, C.well), method: str = "median", layer: str | None = None,
@@ -243,12 +257,8 @@ def spherize(samples, *, rep: str = C.profile, method: str = "ZCA", epsilon: flo
     """
     if method not in ("ZCA", "PCA", "ZCA-cor", "PCA-cor"):
         raise InputError(f"method must be one of 'ZCA', 'PCA', 'ZCA-cor', 'PCA-cor', got {method!r}.")
-    if not np.isfinite(epsilon) or epsilon < 0:
-        raise InputError(f"epsilon must be a finite number >= 0, got {epsilon!r}.")
-    samples = _prepare(samples, copy)
-    key, X, names = _get(samples, rep)
-    if not np.isfinite(X).all():
-        raise InputError(f"obsm[{key!r}] has NaN/inf values; run tg.culture.select_features first.")
+    _check_epsilon(epsilon)
+    samples, key, X, names = _prepare_finite(samples, rep, copy)
     fit = _mask(samples, controls, "control")
     out = np.empty_like(X)
     for ix in _groups(samples, by):
@@ -487,10 +497,7 @@ def factor_analysis(samples, *, rep: str = C.profile, n_components: int = 50, co
 
     from .._settings import settings
 
-    samples = _prepare(samples, copy)
-    key, X, names = _get(samples, rep)
-    if not np.isfinite(X).all():
-        raise InputError(f"obsm[{key!r}] has NaN/inf values; run tg.culture.select_features first.")
+    samples, key, X, names = _prepare_finite(samples, rep, copy)
     fit = _mask(samples, controls, "fit")
     n_fit = int(fit.sum())
     if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)) or \
@@ -531,12 +538,8 @@ def coral(samples, *, rep: str = C.profile, by: str | Sequence[str] = C.batch, c
     same map.  ``epsilon`` is added to the eigenvalues of each covariance (relative to its largest when
     ``relative``) so that groups with fewer controls than features stay invertible.
     """
-    if not np.isfinite(epsilon) or epsilon < 0:
-        raise InputError(f"epsilon must be a finite number >= 0, got {epsilon!r}.")
-    samples = _prepare(samples, copy)
-    key, X, names = _get(samples, rep)
-    if not np.isfinite(X).all():
-        raise InputError(f"obsm[{key!r}] has NaN/inf values; run tg.culture.select_features first.")
+    _check_epsilon(epsilon)
+    samples, key, X, names = _prepare_finite(samples, rep, copy)
     fit = _mask(samples, controls, "control")
     if fit.sum() < 2:
         raise InputError("coral needs at least 2 control rows.")

@@ -247,9 +247,10 @@ class GNNEncoder(nn.Module):
                              f"(use 0..{self.depth - 1}, -1 for the last, or 'concat').")
         return [layer % self.depth]
 
-    def node_embeddings(self, x: Tensor, edge_index: Tensor, *, edge_attr: Tensor | None = None,
-                        adj_t: Tensor | None = None, upto: int | None = None) -> list[Tensor]:
-        """Node embeddings after each layer (a list of ``depth`` (N, hidden) tensors, or ``upto + 1``)."""
+    def _check_inputs(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None,
+                      adj_t: Tensor | None) -> tuple[Tensor | None, Tensor]:
+        """Check ``x`` and ``edge_attr`` against the model; return ``edge_attr`` as 2-D and the graph to pass
+        the layers (``adj_t`` where the layer takes a sparse adjacency, else ``edge_index``)."""
         if x.dim() != 2 or x.shape[1] != self.in_channels:
             raise InputError(f"x must have shape (n_nodes, {self.in_channels}), got {tuple(x.shape)}.")
         if self.edge_dim is not None:
@@ -259,6 +260,12 @@ class GNNEncoder(nn.Module):
             if edge_attr.dim() == 1:
                 edge_attr = edge_attr[:, None]
         graph = adj_t if adj_t is not None and self.conv_name in _SPARSE_OK else edge_index
+        return edge_attr, graph
+
+    def node_embeddings(self, x: Tensor, edge_index: Tensor, *, edge_attr: Tensor | None = None,
+                        adj_t: Tensor | None = None, upto: int | None = None) -> list[Tensor]:
+        """Node embeddings after each layer (a list of ``depth`` (N, hidden) tensors, or ``upto + 1``)."""
+        edge_attr, graph = self._check_inputs(x, edge_index, edge_attr, adj_t)
         out = []
         h = x
         last = self.depth - 1 if upto is None else upto
@@ -310,15 +317,7 @@ class GNNEncoder(nn.Module):
         if x.shape[0] == 0:
             width = self.out_channels(layer)
             return x.new_zeros((num_graphs, width))
-        if x.dim() != 2 or x.shape[1] != self.in_channels:
-            raise InputError(f"x must have shape (n_nodes, {self.in_channels}), got {tuple(x.shape)}.")
-        if self.edge_dim is not None:
-            if edge_attr is None:
-                raise InputError(f"conv={self.conv_name!r} with edge_dim={self.edge_dim} needs edge_attr "
-                                 f"(n_edges, {self.edge_dim}).")
-            if edge_attr.dim() == 1:
-                edge_attr = edge_attr[:, None]
-        graph = adj_t if adj_t is not None and self.conv_name in _SPARSE_OK else edge_index
+        edge_attr, graph = self._check_inputs(x, edge_index, edge_attr, adj_t)
         # layer by layer, pooling a layer's nodes as soon as it is computed (only the pooled layers are
         # kept, so a batch holds at most two layers' node embeddings)
         keep = set(range(self.depth)) if which is None else set(which)
