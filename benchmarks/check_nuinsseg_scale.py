@@ -14,6 +14,10 @@ Two checks that do not rest on the watershed's size estimate at one resolution:
   the pixel size each implies (``implied_mpp`` = 0.25 × expected / measured).
 
     python benchmarks/check_nuinsseg_scale.py   # writes benchmarks/results/nuinsseg_scale_check.json
+    python benchmarks/check_nuinsseg_scale.py --model tg_nuinsseg_he   # + the model's nucleus sizes on the synthetic slide
+
+With ``--model``, the StarDist model's nuclei on the synthetic slide (known 0.5 µm/px) are measured beside
+the truth: a model trained at a wrong NuInsSeg scale would draw nuclei systematically too large or small.
 """
 
 from __future__ import annotations
@@ -48,8 +52,14 @@ def _diam_px(labels: np.ndarray) -> np.ndarray:
     return 2 * np.sqrt(counts / np.pi)
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    import argparse
+
     import tifffile
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="also measure this StarDist model's nuclei on the synthetic slide")
+    args = ap.parse_args(argv)
 
     import tissuegraph as tg
 
@@ -111,7 +121,18 @@ def main() -> int:
         checks.append({"organ": folder, "expected_um": [lo, hi], "what": what, "median_um_at_0.25": m,
                        "implied_mpp": [round(NUINSSEG_MPP * lo / m, 3), round(NUINSSEG_MPP * hi / m, 3)]})
     res["literature_checks"] = checks
-    res["command"] = "python benchmarks/check_nuinsseg_scale.py"
+    if args.model:
+        be = tg.seg.load_stardist(args.model, n_threads=2)
+        d_pred = []
+        for s in (100, 101):
+            img = np.asarray(tg.datasets.synthetic_tissue((768, 768), mpp=0.5, seed=s, tissue_fraction=1.0).image)
+            d_pred.append(_diam_px(np.asarray(be.segment(img, mpp=0.5)[0])))
+        d_pred = np.concatenate(d_pred)
+        res["synthetic_model_um"] = {"model": str(args.model), "n": int(d_pred.size),
+                                     **dict(zip(map(str, q), np.percentile(d_pred * 0.5, q).round(2).tolist()))}
+        res["synthetic_model_over_truth_median"] = round(res["synthetic_model_um"]["50"]
+                                                         / res["synthetic_truth_um"]["50"], 3)
+    res["command"] = "python benchmarks/check_nuinsseg_scale.py" + (f" --model {args.model}" if args.model else "")
     out = REPO / "benchmarks" / "results" / "nuinsseg_scale_check.json"
     out.write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))
