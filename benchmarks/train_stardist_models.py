@@ -12,6 +12,11 @@ The exact commands used for the shipped models are recorded in ``tissuegraph/seg
     python benchmarks/train_stardist_models.py nuinsseg --out RUN_DIR
     # ... an interrupted run: complete the folder from its best checkpoint
     python benchmarks/train_stardist_models.py nuinsseg --finalize RUN_DIR/tg_nuinsseg_he --no-optimize --log LOG
+    # ... or continue it first for the remaining epochs (same split, augmentation and seed; a fresh optimiser),
+    # then finalize the continued run with both logs (the card records the epochs of each run)
+    python benchmarks/train_stardist_models.py nuinsseg --out RUN2 --init RUN_DIR/tg_nuinsseg_he --epochs 18
+    python benchmarks/train_stardist_models.py nuinsseg --finalize RUN2/tg_nuinsseg_he --no-optimize \
+        --log LOG LOG2 --trained-by "CMD1" "CMD2"
 
 Data: ``../shared/data/dsb2018/train`` (or ``$TISSUEGRAPH_SHARED_DATA/dsb2018/train``), never copied
 into the package.  The split is deterministic (see :func:`dsb_split`):
