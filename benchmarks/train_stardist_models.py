@@ -419,6 +419,19 @@ def _write_nuinsseg_provenance(folder: Path, *, data: Path, seed: int, command: 
     (folder / TG_INFO_FILE).write_text(json.dumps(info, indent=2))
 
 
+def _without_option(argv, option: str) -> list[str]:
+    """``argv`` without ``option`` and its values (up to the next ``--option``)."""
+    out, skip = [], False
+    for a in argv:
+        if a == option:
+            skip = True
+        elif skip and a.startswith("--"):
+            skip = False
+        if not skip:
+            out.append(a)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("which", choices=sorted(CONFIGS))
@@ -467,7 +480,7 @@ def main(argv=None) -> int:
                           command=(", then ".join(args.trained_by) if args.trained_by else
                                    "python benchmarks/train_stardist_models.py nuinsseg (stopped by hand)")
                           + ", then python benchmarks/train_stardist_models.py " + " ".join(
-                              sys.argv[1:] if argv is None else argv))
+                              _without_option(sys.argv[1:] if argv is None else argv, "--trained-by")))
         return 0
     package_models = (REPO / "tissuegraph").resolve()
     if args.which == "crchisto" and Path(args.out).resolve().is_relative_to(package_models):
