@@ -52,6 +52,7 @@ from train_stardist_models import (  # noqa: E402
 )
 
 RESULTS = REPO / "benchmarks" / "results"
+SETS = ("nuinsseg_test", "crchisto_validation", "crchisto_all", "dsb_brightfield", "synthetic")
 
 
 def _instance_tally(pairs, *, mpp: float | None) -> dict:
@@ -172,24 +173,32 @@ def cmd_report(args, data: Path) -> int:
 
     limit = 5 if args.quick else None
     organs = nuinsseg_split(nuinsseg_index(data), seed=args.seed)
+    want = set(args.sets or SETS)
     sets = {}
     ids, X, Y = _nuinsseg(data, organs["test"], limit)
-    sets["nuinsseg_test"] = ("instance", X, Y, NUINSSEG_MPP)
+    if "nuinsseg_test" in want:
+        sets["nuinsseg_test"] = ("instance", X, Y, NUINSSEG_MPP)
     test_ids = set(ids)
     if args.with_val:
         _, Xv, Yv = _nuinsseg(data, organs["val"], limit)
         sets["nuinsseg_val"] = ("instance", Xv, Yv, NUINSSEG_MPP)
-    crc_val = load_crchisto(data, "validation")
-    crc_tr = load_crchisto(data, "train")
-    sets["crchisto_validation"] = ("detection", crc_val[1][:limit], crc_val[2][:limit], CRC_MPP)
-    sets["crchisto_all"] = ("detection", (crc_tr[1] + crc_val[1])[:limit], (crc_tr[2] + crc_val[2])[:limit], CRC_MPP)
-    bf = _instance_records("dsb_brightfield", bool(args.quick))
-    sets["dsb_brightfield"] = ("instance", [r[1] for r in bf][:limit], [r[2] for r in bf][:limit], None)
-    syn = _instance_records("synthetic", bool(args.quick))
-    sets["synthetic"] = ("instance", [r[1] for r in syn], [r[2] for r in syn], 0.5)
+    if want & {"crchisto_validation", "crchisto_all"}:
+        crc_val = load_crchisto(data, "validation")
+        crc_tr = load_crchisto(data, "train")
+        if "crchisto_validation" in want:
+            sets["crchisto_validation"] = ("detection", crc_val[1][:limit], crc_val[2][:limit], CRC_MPP)
+        if "crchisto_all" in want:
+            sets["crchisto_all"] = ("detection", (crc_tr[1] + crc_val[1])[:limit],
+                                    (crc_tr[2] + crc_val[2])[:limit], CRC_MPP)
+    if "dsb_brightfield" in want:
+        bf = _instance_records("dsb_brightfield", bool(args.quick))
+        sets["dsb_brightfield"] = ("instance", [r[1] for r in bf][:limit], [r[2] for r in bf][:limit], None)
+    if "synthetic" in want:
+        syn = _instance_records("synthetic", bool(args.quick))
+        sets["synthetic"] = ("instance", [r[1] for r in syn], [r[2] for r in syn], 0.5)
 
     backends = []
-    for model in args.models:
+    for model in ([] if args.watershed_only else args.models):
         be = tg.seg.load_stardist(model, n_threads=args.threads)
         assert not set(be.info.get("split", {}).get("train", [])) & test_ids, "test organs were trained on"
         backends.append((be.name if be.tta == 1 else f"{be.name} (tta {be.tta})", be))
@@ -210,11 +219,31 @@ def cmd_report(args, data: Path) -> int:
             print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}),
                   flush=True)
     cmd = "python benchmarks/bench_seg_accuracy_nuinsseg.py " + " ".join(sys.argv[1:])
-    out = Path(args.out or RESULTS / "seg_accuracy_nuinsseg.json")
     meta = dict(command=cmd, test_organs=organs["test"], val_organs=organs["val"], quick=bool(args.quick),
                 load_avg_end=os.getloadavg(), cpu_count=os.cpu_count(), tissuegraph=tg.__version__,
                 iou_threshold=0.5, detection_radius_um=3.0,
                 note="seconds / mpix_per_s: 1 process on a shared, heavily loaded 2-core machine (see load_avg_end)")
+    _write_report(Path(args.out or RESULTS / "seg_accuracy_nuinsseg.json"), meta, rows, [cmd])
+    return 0
+
+
+def cmd_merge(args) -> int:
+    """Join the rows of several ``report`` result files (parts run in parallel, e.g. ``--sets``) into one,
+    ordered by backend then set."""
+    parts = [json.loads(Path(f).read_text()) for f in args.models]
+    rows = [r for part in parts for r in part["rows"]]
+    order = {name: i for i, name in enumerate(SETS)}
+    names = list(dict.fromkeys(r["backend"] for r in rows if r["backend"] != "watershed")) + ["watershed"]
+    rows.sort(key=lambda r: (names.index(r["backend"]), order.get(r["dataset"], 99)))
+    meta = dict(parts[0]["meta"], command="; ".join(p["meta"]["command"] for p in parts),
+                load_avg_end=[p["meta"]["load_avg_end"] for p in parts],
+                merged_from=[str(f) for f in args.models])
+    _write_report(Path(args.out or RESULTS / "seg_accuracy_nuinsseg.json"), meta, rows,
+                  [p["meta"]["command"] for p in parts])
+    return 0
+
+
+def _write_report(out: Path, meta: dict, rows: list, cmds: list) -> None:
     out.write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
     md = ["| backend | dataset | images | F1@0.5 | P | R | PQ | detection F1 (3 µm) | det. P | det. R | s |",
           "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -227,14 +256,14 @@ def cmd_report(args, data: Path) -> int:
         md.append(f"| {r['backend']} | {r['dataset']} | {r['n_images']} | {f(r, 'f1') if inst else '-'} | "
                   f"{f(r, 'precision') if inst else '-'} | {f(r, 'recall') if inst else '-'} | {f(r, 'pq')} | "
                   f"{f(r, 'det_f1')} | {f(r, 'det_precision')} | {f(r, 'det_recall')} | {r['seconds']} |")
-    out.with_suffix(".md").write_text("\n".join(md) + "\n\n`" + cmd + "`\n")
+    out.with_suffix(".md").write_text("\n".join(md) + "\n\n" + "\n".join(f"`{c}`" for c in cmds) + "\n")
     print("\n".join(md))
-    return 0
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["choose", "report"])
+    p.add_argument("what", choices=["choose", "report", "merge"],
+                   help="merge: join report result files (given in place of MODELS) into --out")
     p.add_argument("models", nargs="*", default=["tg_nuinsseg_he"], help="StarDist model names or folders")
     p.add_argument("--data", default=None)
     p.add_argument("--seed", type=int, default=0, help="the organ split's seed (as the training recipe)")
@@ -246,7 +275,11 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="5 images per set")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None)
+    p.add_argument("--sets", nargs="*", choices=SETS, default=None, help="report: only these sets (default all)")
+    p.add_argument("--watershed-only", action="store_true", help="report: the watershed alone")
     args = p.parse_args(argv)
+    if args.what == "merge":
+        return cmd_merge(args)
     data = Path(args.data) if args.data else shared_data_dir()
     if not (data / "nuinsseg").is_dir():
         print(f"NuInsSeg not found under {data}; nothing to do")

@@ -12,6 +12,11 @@ The exact commands used for the shipped models are recorded in ``tissuegraph/seg
     python benchmarks/train_stardist_models.py nuinsseg --out RUN_DIR
     # ... an interrupted run: complete the folder from its best checkpoint
     python benchmarks/train_stardist_models.py nuinsseg --finalize RUN_DIR/tg_nuinsseg_he --no-optimize --log LOG
+    # ... or continue it first for the remaining epochs (same split, augmentation and seed; a fresh optimiser),
+    # then finalize the continued run with both logs (the card records the epochs of each run)
+    python benchmarks/train_stardist_models.py nuinsseg --out RUN2 --init RUN_DIR/tg_nuinsseg_he --epochs 18
+    python benchmarks/train_stardist_models.py nuinsseg --finalize RUN2/tg_nuinsseg_he --no-optimize \
+        --log LOG LOG2 --trained-by "CMD1" "CMD2"
 
 Data: ``../shared/data/dsb2018/train`` (or ``$TISSUEGRAPH_SHARED_DATA/dsb2018/train``), never copied
 into the package.  The split is deterministic (see :func:`dsb_split`):
@@ -302,12 +307,14 @@ def parse_keras_log(path: Path) -> dict[str, list[float]]:
     return out
 
 
-def finalize_nuinsseg(folder: Path, *, data: Path, seed: int, log: Path | None, command: str,
+def finalize_nuinsseg(folder: Path, *, data: Path, seed: int, log: Path | list[Path] | None, command: str,
                       optimize: bool = True) -> None:
     """Turn an interrupted ``nuinsseg`` training folder (config.json + weights_best.h5, the best
     validation-loss checkpoint so far) into a complete model folder: StarDist's threshold optimisation on
     the validation organs, tissuegraph.json as :func:`tissuegraph.seg.train_stardist` writes it, and the
-    other checkpoints removed."""
+    other checkpoints removed.  ``log`` may name several training logs, in order: a run continued from
+    the previous run's checkpoint (``--init RUN1_DIR/tg_nuinsseg_he --epochs N``); the loss histories
+    are joined and the epochs counted over all runs (``epochs_per_run``)."""
     import shutil
 
     from tissuegraph.seg._stardist import TG_INFO_FILE, _init_tensorflow, rgb_to_channel
@@ -338,8 +345,26 @@ def finalize_nuinsseg(folder: Path, *, data: Path, seed: int, log: Path | None, 
             (folder / extra).unlink()
     if (folder / "logs").is_dir():
         shutil.rmtree(folder / "logs")
-    hist = parse_keras_log(log) if log else {"loss": [], "val_loss": []}
+    logs = [] if log is None else ([log] if isinstance(log, (str, Path)) else list(log))
+    hist: dict[str, list[float]] = {"loss": [], "val_loss": []}
+    per_run = []
+    for lg in logs:
+        h = parse_keras_log(Path(lg))
+        per_run.append(len(h["val_loss"]))
+        for k in hist:
+            hist[k] += h[k]
     conf = json.loads((folder / "config.json").read_text())
+    n_epochs = len(hist["val_loss"])
+    planned = max(int(conf["train_epochs"]), int(cfg["epochs"])) if len(logs) > 1 else int(conf["train_epochs"])
+    if len(logs) > 1:
+        how = (f"{n_epochs} epochs in {len(logs)} runs ({' + '.join(map(str, per_run))}; each run after the first "
+               "fine-tunes from the previous run's weights_best.h5 = its last completed epoch, with a fresh "
+               "optimiser and learning-rate schedule); weights = the best validation loss of the last run "
+               "(weights_best.h5); ")
+        if n_epochs < planned:
+            how = f"training stopped by hand at the time limit after {how}"
+    else:
+        how = "training stopped by hand at the time limit; weights = best validation loss so far (weights_best.h5); "
     from tissuegraph import __version__
 
     info = {
@@ -351,17 +376,17 @@ def finalize_nuinsseg(folder: Path, *, data: Path, seed: int, log: Path | None, 
         "max_object_px": _max_object_px([fill_label_holes(y) for y in Y0] + Yv),
         "training": {
             "n_train_images": len(ids) * (1 + cfg["stain_copies"]), "n_val_images": len(vids),
-            "epochs": len(hist["val_loss"]), "epochs_planned": int(conf["train_epochs"]),
+            "epochs": n_epochs, "epochs_planned": planned, "epochs_per_run": per_run,
             "steps_per_epoch": int(conf["train_steps_per_epoch"]), "batch_size": int(conf["train_batch_size"]),
             "patch_size": list(conf["train_patch_size"]), "learning_rate": float(conf["train_learning_rate"]),
             "augment": {"scale": list(cfg["scale"])}, "seed": seed,
             "init": str(Path("tissuegraph/seg/models/tg_dsb2018_fluo")),
-            "stopped_early": "training stopped by hand at the time limit; weights = best validation loss "
-                             "so far (weights_best.h5); " + (
+            "stopped_early": how + (
                                  "thresholds optimised afterwards (finalize_nuinsseg)" if optimize else
                                  "thresholds: StarDist's defaults until chosen on the validation organs "
                                  "(bench_seg_accuracy_nuinsseg.py choose --write-choice)"),
-            "best_epoch": (int(np.argmin(hist["val_loss"])) + 1) if hist["val_loss"] else None,
+            "best_epoch": ((int(np.argmin(hist["val_loss"][-per_run[-1]:])) + 1 + n_epochs - per_run[-1])
+                           if per_run and per_run[-1] else None),  # weights_best.h5 of the last run
             "val_loss": hist["val_loss"], "loss": hist["loss"], "tissuegraph_version": __version__,
         },
     }
@@ -394,6 +419,19 @@ def _write_nuinsseg_provenance(folder: Path, *, data: Path, seed: int, command: 
     (folder / TG_INFO_FILE).write_text(json.dumps(info, indent=2))
 
 
+def _without_option(argv, option: str) -> list[str]:
+    """``argv`` without ``option`` and its values (up to the next ``--option``)."""
+    out, skip = [], False
+    for a in argv:
+        if a == option:
+            skip = True
+        elif skip and a.startswith("--"):
+            skip = False
+        if not skip:
+            out.append(a)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("which", choices=sorted(CONFIGS))
@@ -419,7 +457,11 @@ def main(argv=None) -> int:
     p.add_argument("--finalize", default=None, metavar="FOLDER",
                    help="nuinsseg: complete an interrupted training folder from its best checkpoint "
                         "(thresholds, tissuegraph.json); --log names the training log for the loss history")
-    p.add_argument("--log", default=None, help="with --finalize: the training log (Keras progress)")
+    p.add_argument("--log", default=None, nargs="+",
+                   help="with --finalize: the training log(s) (Keras progress); several = a run continued "
+                        "from the previous one's checkpoint (--init RUN1_DIR/tg_nuinsseg_he --epochs N), in order")
+    p.add_argument("--trained-by", nargs="+", default=None, metavar="CMD",
+                   help="with --finalize: the training command(s) that made the folder, recorded in tissuegraph.json")
     p.add_argument("--no-optimize", action="store_true",
                    help="with --finalize: skip StarDist's threshold optimisation (prob 0.5, nms 0.4)")
     args = p.parse_args(argv)
@@ -433,11 +475,12 @@ def main(argv=None) -> int:
         if args.which != "nuinsseg":
             p.error("--finalize is for nuinsseg")
         finalize_nuinsseg(Path(args.finalize), data=Path(args.data) if args.data else shared_data_dir(),
-                          seed=args.seed, log=Path(args.log) if args.log else None,
+                          seed=args.seed, log=[Path(x) for x in args.log] if args.log else None,
                           optimize=not args.no_optimize,
-                          command="python benchmarks/train_stardist_models.py nuinsseg (stopped by hand), then "
-                                  "python benchmarks/train_stardist_models.py " + " ".join(
-                                      sys.argv[1:] if argv is None else argv))
+                          command=(", then ".join(args.trained_by) if args.trained_by else
+                                   "python benchmarks/train_stardist_models.py nuinsseg (stopped by hand)")
+                          + ", then python benchmarks/train_stardist_models.py " + " ".join(
+                              _without_option(sys.argv[1:] if argv is None else argv, "--trained-by")))
         return 0
     package_models = (REPO / "tissuegraph").resolve()
     if args.which == "crchisto" and Path(args.out).resolve().is_relative_to(package_models):

@@ -33,6 +33,23 @@ def test_shipped_folder_is_small_with_licence_and_citation():
     assert "tg_nuinsseg_he" in tg.seg.stardist_models()
 
 
+def test_training_record_is_consistent():
+    """The card's loss history, epoch counts and chosen thresholds agree with each other and the folder."""
+    info = json.loads((FOLDER / "tissuegraph.json").read_text())
+    tr = info["training"]
+    n = len(tr["val_loss"])
+    assert n == len(tr["loss"]) == tr["epochs"] and 0 < n <= tr["epochs_planned"]
+    per_run = tr.get("epochs_per_run", [n])
+    assert sum(per_run) == n
+    # weights_best.h5 is the best validation loss of the last run (a continued run starts a fresh record)
+    last = tr["val_loss"][n - per_run[-1]:]
+    assert tr["best_epoch"] == n - per_run[-1] + 1 + int(np.argmin(last))
+    th = json.loads((FOLDER / "thresholds.json").read_text())
+    chosen = info["thresholds_choice"]
+    assert 0 < th["prob"] < 1 and 0 < th["nms"] < 1 and 0 < chosen["det_f1"] <= 1
+    assert "choose" in chosen["command"] and "--write-choice" in chosen["command"]
+
+
 def test_stardist_on_he_uses_the_shipped_model_and_auto_keeps_the_watershed():
     """method='stardist' on H&E: tg_nuinsseg_he (offline).  method='auto' on H&E stays the watershed,
     which measured better on CRCHisto (benchmarks/results/seg_accuracy_nuinsseg.md)."""

@@ -101,9 +101,9 @@ def _best_method(modality: str, model: Any) -> str:
     from ._stardist import default_model_available
 
     # fluorescence: the shipped tg_dsb2018_fluo model beats the watershed (DSB held-out F1 0.89 vs 0.86).
-    # H&E: the shipped tg_nuinsseg_he beats it on NuInsSeg's held-out organs (F1@0.5 0.61 vs 0.45) and DSB
-    # brightfield (0.58 vs 0.55) but not on CRCHisto (detection F1 0.630 vs 0.648) nor the synthetic slide
-    # (0.953 vs 0.980), so the watershed stays the H&E default (seg_accuracy_nuinsseg.md);
+    # H&E: the shipped tg_nuinsseg_he beats it on NuInsSeg's held-out organs (F1@0.5 0.62 vs 0.45) and DSB
+    # brightfield (0.58 vs 0.55) but not on CRCHisto (detection F1 0.624 vs 0.648) nor the synthetic slide
+    # (0.950 vs 0.980), so the watershed stays the H&E default (seg_accuracy_nuinsseg.md);
     # method='stardist' uses the H&E model
     if modality in ("he", "h&e", "brightfield", "rgb"):
         return "watershed"
