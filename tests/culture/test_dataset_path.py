@@ -145,6 +145,14 @@ def test_detect_each_layout(plate, tmp_path):
     pd.testing.assert_series_equal(jump.sites["moa"], plate.sites["moa"], check_names=False)
     screen = prepare_screen(jump.sites)
     assert screen["is_control"].sum() == plate.sites.is_control.sum()
+    with pytest.raises(InputError, match=r"no label column 'moa'.*--metadata CSV"):
+        prepare_screen(open_dataset(made["jump"])[1].sites)
+    # RxRx: the siRNA is the treatment held out (no compound column), controls from well_type
+    _, rx = open_dataset(made["rxrx"], channels=["1", "2", "3"])
+    screen = prepare_screen(rx.sites)
+    assert screen["compound"].tolist() == plate.sites["compound"].tolist()
+    assert screen["is_control"].tolist() == plate.sites["is_control"].tolist()
+    assert sorted(set(rx.sites["plate"])) == ["B1_1", "B2_1"]  # RxRx plate numbers are per experiment
 
 
 def test_clear_errors(plate, tmp_path):
@@ -222,3 +230,19 @@ def test_report_failure_never_fails_the_bench(tmp_path, monkeypatch):
                          networks=False, progress=False)
     assert (tmp_path / "results.csv").is_file() and not (tmp_path / "report.html").exists()
     assert "report" not in info["paths"]
+
+
+def test_cli_bench_rxrx_folder(plate, tmp_path, capsys):
+    """An RxRx folder (no compound, no dose: the siRNA column is the treatment) runs from the CLI."""
+    write_rxrx(plate, tmp_path)
+    out = tmp_path / "out"
+    rc = main(["culture", "bench", "--dataset", str(tmp_path), "--channels", "1", "2", "3", "--segmenter",
+               "watershed", "--quick", "--no-networks", "--null-size", "100", "--no-progress", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    res = pd.read_csv(out / "results.csv")
+    screen = res[res.split == "all"].set_index("metric")["value"]
+    assert 0.2 < screen["NSC"] <= 1 and 0 < screen["mAP"].max() <= 1
+    import json
+
+    info = json.loads((out / "manifest.json").read_text())["info"]
+    assert info["layout"] == "rxrx" and info["channels"] == ["w1", "w2", "w3"] and info["wells"] == 32

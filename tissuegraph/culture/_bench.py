@@ -38,8 +38,9 @@ def _metrics(wells, rep: str, *, null_size: int, seed: int, metric: str, consens
     rows = []
     X = np.asarray(wells.obsm[rep], dtype=np.float64)
     treated = ~wells.obs[C.control].to_numpy(dtype=bool)
-    treat = (wells.obs[C.compound].astype(str) + "@" + wells.obs.get(C.concentration, wells.obs.get("dose", ""))
-             .astype(str)).to_numpy()
+    # a treatment is compound @ concentration (or dose); a screen without doses (RxRx siRNAs): the compound
+    dose = wells.obs.get(C.concentration, wells.obs.get("dose"))
+    treat = (wells.obs[C.compound].astype(str) + "@" + (dose.astype(str) if dose is not None else "")).to_numpy()
     m = mean_average_precision(X[treated], treat[treated], metric=metric, null_size=null_size, seed=seed)
     rows += [{"protocol": "replicate retrieval (wells)", "metric": "mAP", "value": float(m["mAP"].mean())},
              {"protocol": "replicate retrieval (wells)", "metric": "fraction retrieved (q < 0.05)",

@@ -240,8 +240,9 @@ def prepare_screen(obs: pd.DataFrame, *, label_key: str | None = None, compound_
     lk = label_key or C.moa
     if lk not in o.columns:
         raise InputError(f"{where} has no label column {lk!r} to evaluate: add a '{C.moa}' column (the mechanism "
-                         "or class of each well's treatment) or pass --label-key COLUMN (label_key=) naming one of "
-                         f"{cols[:20]}.")
+                         "or class of each well's treatment), pass --label-key COLUMN (label_key=) naming one of "
+                         f"{cols[:20]}, or join a per-well table (plate, well, compound, moa) with --metadata CSV "
+                         "(metadata=; a JUMP load_data CSV holds no treatment).")
     ck = compound_key or next((c for c in (C.compound, C.perturbation) if c in o.columns), None)
     if ck is None or ck not in o.columns:
         raise InputError(f"{where} has no '{C.compound}' (or '{C.perturbation}') column naming each well's "
