@@ -256,23 +256,24 @@ def _add_culture(sub) -> None:
                             "profiles (CSV with Cells_/Nuclei_ columns, or a folder with profiles.csv "
                             "[+ metadata.csv])")
         q.add_argument("--label-key", default=None,
-                       help="column of the label evaluated (mechanism / class of each treatment; default 'moa')")
+                       help="column of the label evaluated (mechanism / class of each treatment; None: 'moa')")
         q.add_argument("--compound-key", default=None,
-                       help="column of the treatment held out as a whole (default 'compound', else 'perturbation')")
+                       help="column of the treatment held out as a whole (None: 'compound', else 'perturbation')")
         q.add_argument("--control", default=None,
-                       help="value of the compound column that marks control wells (default: an is_control "
+                       help="value of the compound column that marks control wells (None: an is_control "
                             "column, else DMSO)")
         q.add_argument("--channels", nargs="+", default=None, metavar="NAME[=COLUMN]",
-                       help="a CSV of image paths: the path column of each channel (default: the path_<NAME> "
-                            "columns); RxRx: the channel numbers (default 1..6)")
+                       help="a CSV of image paths: the path column of each channel (None: the path_<NAME> "
+                            "columns); RxRx: the channel numbers (None: 1..6)")
         q.add_argument("--metadata", type=Path, default=None,
                        help="per-well CSV (plate, well or Metadata_Plate, Metadata_Well; compound, moa, ...) joined "
-                            "onto PATH's sites or wells, e.g. the plate map of a JUMP load_data CSV")
-        q.add_argument("--dna", default=None, help="DNA channel name for segmentation (default: guessed from the "
+                            "onto PATH's sites or wells, e.g. the plate map of a JUMP load_data CSV (None: no join)")
+        q.add_argument("--dna", default=None, help="DNA channel name for segmentation (None: guessed from the "
                                                    "names, DNA/DAPI/Hoechst/w1, else the first)")
         q.add_argument("--cytoplasm", default=None,
-                       help="cytoplasm channel name for the cell bodies (default: guessed, actin/AGP/phalloidin/w3)")
-        q.add_argument("--mpp", type=float, default=None, help="µm/px of the images (default: per-pixel features)")
+                       help="cytoplasm channel name for the cell bodies (None: guessed, actin/AGP/phalloidin/w3)")
+        q.add_argument("--mpp", type=float, default=None,
+                       help="µm/px of the images: segmentation scale and µm features (None: pixel units)")
         q.add_argument("--quick", action="store_true", default=name == "demo", help="a smaller run")
         q.add_argument("--segmenter", default="stardist", choices=["stardist", "watershed", "truth"],
                        help="nuclei of an image plate (truth = the synthetic plate's ground-truth labels)")
@@ -280,8 +281,8 @@ def _add_culture(sub) -> None:
         q.add_argument("--no-networks", action="store_true",
                        help="skip the encoders of single-cell crops (untrained twins and SimCLR)")
         q.add_argument("--epochs", type=int, default=None,
-                       help="SimCLR epochs of the crop encoder (default 10 with --quick, else 20)")
-        q.add_argument("--device", default=None, help="torch device of the crop encoders (default tg.settings)")
+                       help="SimCLR epochs of the crop encoder (None: 10 with --quick, else 20)")
+        q.add_argument("--device", default=None, help="torch device of the crop encoders (None: tg.settings)")
         _add_common(q)
 
 

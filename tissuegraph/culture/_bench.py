@@ -294,7 +294,8 @@ def culture_bench(outdir: str | Path, *, dataset: Any = "synthetic", quick: bool
                                  nuclei="watershed" if segmenter == "truth" else segmenter,
                                  dna=dna if dna is not None else g_dna,
                                  cytoplasm=cytoplasm if cytoplasm is not None else g_cyt,
-                                 mpp=mpp if mpp is not None else getattr(plate, "mpp", None))
+                                 mpp=mpp if mpp is not None else getattr(plate, "mpp", None),
+                                 spacing=mpp)  # µm features when the µm/px is given, else the plate's own
         wells = aggregate(cells, method="median")
         dataset = str(info["dataset"]) if "layout" in info else type(plate).__name__
         info.update(dataset=dataset, sites=len(plate), cells=int(cells.n_obs), segmenter=segmenter,
