@@ -248,17 +248,60 @@ def _add_culture(sub) -> None:
         q = csub.add_parser(name, help=helptext)
         q.add_argument("-o", "--outdir", type=Path, required=True, help="output folder (created)")
         q.add_argument("--dataset", default="synthetic",
-                       help="'synthetic' (default), 'bbbc021' (shared per-well profiles) or a folder like it")
+                       help="'synthetic', 'bbbc021' (shared per-well profiles) or PATH, whose layout is detected: "
+                            "a BBBC021 folder (BBBC021_v1_image.csv + BBBC021_v1_moa.csv + TIFFs), an RxRx folder "
+                            "(metadata.csv + images/<experiment>/Plate<p>/<well>_s<site>_w<ch>.png), a JUMP "
+                            "load_data CSV, a CSV of image paths (columns plate, well, [site], path_<channel> per "
+                            "channel or --channels, a label column 'moa' or --label-key, 'compound'), or per-well "
+                            "profiles (CSV with Cells_/Nuclei_ columns, or a folder with profiles.csv "
+                            "[+ metadata.csv])")
+        q.add_argument("--label-key", default=None,
+                       help="column of the label evaluated (mechanism / class of each treatment; None: 'moa')")
+        q.add_argument("--compound-key", default=None,
+                       help="column of the treatment held out as a whole (None: 'compound', else 'perturbation')")
+        q.add_argument("--control", default=None,
+                       help="value of the compound column that marks control wells (None: an is_control "
+                            "column, else DMSO)")
+        q.add_argument("--channels", nargs="+", default=None, metavar="NAME[=COLUMN]",
+                       help="a CSV of image paths: the path column of each channel (None: the path_<NAME> "
+                            "columns); RxRx: the channel numbers (None: 1..6)")
+        q.add_argument("--metadata", type=Path, default=None,
+                       help="per-well CSV (plate, well or Metadata_Plate, Metadata_Well; compound, moa, ...) joined "
+                            "onto PATH's sites or wells, e.g. the plate map of a JUMP load_data CSV (None: no join)")
+        q.add_argument("--dna", default=None, help="DNA channel name for segmentation (None: guessed from the "
+                                                   "names, DNA/DAPI/Hoechst/w1, else the first)")
+        q.add_argument("--cytoplasm", default=None,
+                       help="cytoplasm channel name for the cell bodies (None: guessed, actin/AGP/phalloidin/w3)")
+        q.add_argument("--mpp", type=float, default=None,
+                       help="µm/px of the images: segmentation scale and µm features (None: pixel units)")
         q.add_argument("--quick", action="store_true", default=name == "demo", help="a smaller run")
         q.add_argument("--segmenter", default="stardist", choices=["stardist", "watershed", "truth"],
-                       help="nuclei of the synthetic plate (truth = its ground-truth labels)")
+                       help="nuclei of an image plate (truth = the synthetic plate's ground-truth labels)")
         q.add_argument("--null-size", type=int, default=2000, help="random rankings per mAP null (default 2000)")
         q.add_argument("--no-networks", action="store_true",
                        help="skip the encoders of single-cell crops (untrained twins and SimCLR)")
         q.add_argument("--epochs", type=int, default=None,
-                       help="SimCLR epochs of the crop encoder (default 10 with --quick, else 20)")
-        q.add_argument("--device", default=None, help="torch device of the crop encoders (default tg.settings)")
+                       help="SimCLR epochs of the crop encoder (None: 10 with --quick, else 20)")
+        q.add_argument("--device", default=None, help="torch device of the crop encoders (None: tg.settings)")
         _add_common(q)
+
+
+def _culture_command(args) -> str:
+    """The command line of a culture run, for summary.md (the options that change the result)."""
+    parts = [f"tissuegraph culture {args.culture_command} --dataset {args.dataset}"]
+    if args.quick:
+        parts.append("--quick")
+    if args.dataset != "bbbc021":
+        parts.append(f"--segmenter {args.segmenter}")
+    for opt in ("label_key", "compound_key", "control", "metadata", "dna", "cytoplasm", "mpp"):
+        if getattr(args, opt) is not None:
+            parts.append(f"--{opt.replace('_', '-')} {getattr(args, opt)}")
+    if args.channels:
+        parts.append("--channels " + " ".join(args.channels))
+    if args.no_networks:
+        parts.append("--no-networks")
+    parts.append(f"-o {args.outdir}")
+    return " ".join(parts)
 
 
 def _cmd_culture(args) -> int:
@@ -267,15 +310,14 @@ def _cmd_culture(args) -> int:
     info = culture_bench(args.outdir, dataset=args.dataset, quick=args.quick, seed=args.seed,
                          segmenter=args.segmenter, null_size=args.null_size, networks=not args.no_networks,
                          epochs=args.epochs, device=args.device, progress=False if args.no_progress else None,
-                         command=f"tissuegraph culture {args.culture_command} --dataset {args.dataset}"
-                                 f"{' --quick' if args.quick else ''}"
-                                 f"{f' --segmenter {args.segmenter}' if args.dataset == 'synthetic' else ''}"
-                                 f" -o {args.outdir}")
+                         label_key=args.label_key, compound_key=args.compound_key, control=args.control,
+                         channels=args.channels, metadata=args.metadata, dna=args.dna, cytoplasm=args.cytoplasm, mpp=args.mpp,
+                         command=_culture_command(args))
     for r in info["screen"].itertuples():
         print(f"{r.representation:34s} {r.protocol:34s} {r.metric:30s} {r.value:.3f}")
     for k, v in info["skipped"].items():
         print(f"skipped {k}: {v}")
-    print(f"results.csv, summary.md, plots -> {args.outdir}")
+    print(f"results.csv, summary.md, plots{', report.html' if 'report' in info['paths'] else ''} -> {args.outdir}")
     return 0
 
 

@@ -22,6 +22,9 @@ def test_culture_demo_writes_results(tmp_path, capsys):
 
     wells = ad.read_h5ad(tmp_path / "wells.h5ad")
     assert "X_profile" in wells.obsm and wells.uns["representations"]["X_profile"]["family"] == "profile"
+    # report.html through tissuegraph bench's writer: the representations and the evaluation are on the page
+    page = (tmp_path / "report.html").read_text()
+    assert "X_profile" in page and "Representations" in page and "<h3>Scores</h3>" in page
 
 
 def test_culture_bench_errors(tmp_path, capsys):

@@ -38,8 +38,9 @@ def _metrics(wells, rep: str, *, null_size: int, seed: int, metric: str, consens
     rows = []
     X = np.asarray(wells.obsm[rep], dtype=np.float64)
     treated = ~wells.obs[C.control].to_numpy(dtype=bool)
-    treat = (wells.obs[C.compound].astype(str) + "@" + wells.obs.get(C.concentration, wells.obs.get("dose", ""))
-             .astype(str)).to_numpy()
+    # a treatment is compound @ concentration (or dose); a screen without doses (RxRx siRNAs): the compound
+    dose = wells.obs.get(C.concentration, wells.obs.get("dose"))
+    treat = (wells.obs[C.compound].astype(str) + "@" + (dose.astype(str) if dose is not None else "")).to_numpy()
     m = mean_average_precision(X[treated], treat[treated], metric=metric, null_size=null_size, seed=seed)
     rows += [{"protocol": "replicate retrieval (wells)", "metric": "mAP", "value": float(m["mAP"].mean())},
              {"protocol": "replicate retrieval (wells)", "metric": "fraction retrieved (q < 0.05)",
@@ -204,7 +205,10 @@ def culture_bench(outdir: str | Path, *, dataset: Any = "synthetic", quick: bool
                   segmenter: str = "stardist", null_size: int = 2000, networks: bool = True,
                   seeds: tuple[int, ...] | None = None, arch: str = "resnet18", epochs: int | None = None,
                   device: str | None = None, progress: bool | None = None,
-                  command: str | None = None) -> dict[str, Any]:
+                  command: str | None = None, label_key: str | None = None, compound_key: str | None = None,
+                  control: Any = None, channels: Any = None, dna: str | int | None = None,
+                  cytoplasm: str | int | None = None, mpp: float | None = None, metadata: Any = None,
+                  report: bool = True) -> dict[str, Any]:
     """Run the culture benchmark; write what ``tissuegraph bench`` writes, plus the screen metrics.
 
     ``OUTDIR/results.csv`` (tidy: dataset, task, representation, protocol, metric, split, seed, value: the
@@ -212,13 +216,31 @@ def culture_bench(outdir: str | Path, *, dataset: Any = "synthetic", quick: bool
     ``split='all'``: replicate mAP, percent replicating, mechanism mAP, NSC, NSCB), ``summary.md`` (scores with
     95 % intervals, baseline gaps to the hand-crafted profile ``X_profile`` and to the untrained twins with
     verdicts, flags, the screen metrics), ``summary.csv`` / ``gaps.csv`` / ``cka_0.csv``, the plots
-    (``scores_0.png``, ``gaps_0.png``, ``cka_0.png``), ``manifest.json`` and ``wells.h5ad``.
+    (``scores_0.png``, ``gaps_0.png``, ``cka_0.png``), ``manifest.json``, ``wells.h5ad`` and ``report.html``.
 
     dataset
         ``'synthetic'`` (the built-in plate: images -> nuclei (``segmenter``) -> cells -> features -> wells, and
         single-cell crops -> networks), ``'bbbc021'`` (the per-well BBBC021 profiles in
         ``$TISSUEGRAPH_SHARED_DATA/bbbc021_profiles``: no images, so no network can run; the summary says so),
-        or a folder laid out like that one.
+        a PATH (folder or CSV) in any layout of :func:`tissuegraph.culture._detect.detect_layout`: BBBC021 images
+        (image + MOA CSVs, one TIFF per channel), RxRx (``metadata.csv`` + PNGs), a JUMP ``load_data`` CSV, a
+        table of image paths (``plate``, ``well``, ``site``, ``path_<channel>`` columns or ``channels``), or
+        per-well profiles (a folder like the BBBC021 profiles one, or a CSV of ``Cells_*``/``Nuclei_*`` columns);
+        or a plate object.  Image plates run the whole path: nuclei (``segmenter``), cells, per-cell features,
+        well profiles, crop encoders, evaluation.
+    label_key, compound_key, control
+        The label evaluated (default the ``moa`` column), the treatment column held out as a whole (default
+        ``compound``, else ``perturbation``) and the control value of that column (default: an ``is_control``
+        column, else DMSO); see :func:`~tissuegraph.culture._detect.prepare_screen`.
+    channels, dna, cytoplasm, mpp
+        Path columns of a generic table (``['DNA=col', ...]``) or RxRx channel numbers; the DNA and cytoplasm
+        channels used for segmentation (name or index; default guessed from the names); µm/px of the images.
+    metadata
+        A per-well table (``plate``, ``well`` or ``Metadata_Plate``, ``Metadata_Well``, plus e.g. ``compound``,
+        ``moa``) joined onto a PATH's sites or wells: a JUMP ``load_data`` CSV carries no treatment.
+    report
+        Also write ``OUTDIR/report.html`` (``tissuegraph.report.write_report``, as ``tissuegraph bench`` does);
+        a failure there is logged and never fails the bench.
     networks, seeds, arch, epochs
         Network representations of the crops (plates with images): untrained twins of ``arch`` (one per seed;
         default ``(seed, seed + 1, seed + 2)``) and the same architecture trained with SimCLR on the crops
@@ -234,29 +256,59 @@ def culture_bench(outdir: str | Path, *, dataset: Any = "synthetic", quick: bool
     seeds = tuple(int(s) for s in (seeds if seeds is not None else (seed, seed + 1, seed + 2)))
     info: dict[str, Any] = {"dataset": dataset, "quick": quick, "seed": seed}
     plate = cells = None
+    screen_kw = dict(label_key=label_key, compound_key=compound_key, control=control)
+    image_pipelines = {"X_profile": dict(normalize="mad_robustize", corr=0.9, similarity="cosine")}
+    if isinstance(dataset, (str, os.PathLike)) and str(dataset) not in ("synthetic", "bbbc021"):
+        from ._detect import open_dataset, prepare_screen
+
+        layout, loaded = open_dataset(dataset, channels=channels, control=control, metadata=metadata)
+        info["layout"] = layout
+        if layout == "bbbc021_profiles":
+            wells, pipelines = loaded, BBBC021_PIPELINES
+        elif layout == "profiles":
+            obs = prepare_screen(loaded.obs, where=str(dataset), **screen_kw)
+            wells = loaded[obs.index].copy()
+            wells.obs = obs
+            pipelines = image_pipelines
+        else:
+            loaded.sites = prepare_screen(loaded.sites, where=str(dataset), **screen_kw).reset_index(drop=True)
+            dataset = loaded  # an image plate: the whole path below
+        if segmenter == "truth" and not isinstance(dataset, (str, os.PathLike)):
+            raise InputError(f"--segmenter truth needs the synthetic plate's ground truth; {layout} images have "
+                             "none. Use --segmenter stardist or watershed.")
     if not isinstance(dataset, (str, os.PathLike)):  # a plate object (PlateImages or SyntheticPlate)
         from ._cells import single_cells
+        from ._detect import default_channels
         from ._profiles import aggregate
 
         plate = dataset
         if not hasattr(plate, "read") or not hasattr(plate, "sites"):
             raise InputError(f"dataset must be 'synthetic', 'bbbc021', a folder or a plate, got {type(plate).__name__}.")
+        if not hasattr(plate, "nuclei"):  # a plate of files: label, compounds and controls checked before work
+            from ._detect import prepare_screen
+
+            plate.sites = prepare_screen(plate.sites, where=repr(plate), **screen_kw).reset_index(drop=True)
+        g_dna, g_cyt = default_channels(plate.channels)
         with timed(f"single cells ({segmenter})"):
             cells = single_cells(plate, use_truth=segmenter == "truth",
                                  nuclei="watershed" if segmenter == "truth" else segmenter,
-                                 mpp=getattr(plate, "mpp", None))
+                                 dna=dna if dna is not None else g_dna,
+                                 cytoplasm=cytoplasm if cytoplasm is not None else g_cyt,
+                                 mpp=mpp if mpp is not None else getattr(plate, "mpp", None),
+                                 spacing=mpp)  # µm features when the µm/px is given, else the plate's own
         wells = aggregate(cells, method="median")
-        dataset = type(plate).__name__
-        info.update(dataset=dataset, sites=len(plate), cells=int(cells.n_obs), segmenter=segmenter)
-        pipelines = {"X_profile": dict(normalize="mad_robustize", corr=0.9, similarity="cosine")}
+        dataset = str(info["dataset"]) if "layout" in info else type(plate).__name__
+        info.update(dataset=dataset, sites=len(plate), cells=int(cells.n_obs), segmenter=segmenter,
+                    channels=list(plate.channels))
+        pipelines = image_pipelines
     elif dataset == "synthetic":
         plate, cells, wells = synthetic_wells(quick=quick, seed=seed, segmenter=segmenter)
         info.update(sites=len(plate), cells=int(cells.n_obs), segmenter=segmenter)
-        pipelines = {"X_profile": dict(normalize="mad_robustize", corr=0.9, similarity="cosine")}
-    else:
+        pipelines = image_pipelines
+    elif dataset == "bbbc021":
         from ._io import read_bbbc021_profiles
 
-        root = Path(dataset) if dataset != "bbbc021" else Path(os.environ.get("TISSUEGRAPH_SHARED_DATA", Path(
+        root = Path(os.environ.get("TISSUEGRAPH_SHARED_DATA", Path(
             __file__).resolve().parents[3] / "shared" / "data")) / "bbbc021_profiles"
         if not root.is_dir():
             raise InputError(f"BBBC021 profiles folder not found: {root} (set TISSUEGRAPH_SHARED_DATA or pass a path).")
@@ -313,7 +365,13 @@ def culture_bench(outdir: str | Path, *, dataset: Any = "synthetic", quick: bool
                    "segmenter": segmenter, "null_size": null_size, "networks": networks, "arch": arch,
                    "epochs": epochs},
         "skipped": skipped, "representations": reps, "info": {k: v for k, v in info.items()},
-        "seconds": round(info["seconds"], 1)}, indent=2, default=str))
+        "seconds": round(info["seconds"], 1),
+        # read by tissuegraph.report ("What was run")
+        "parameters": {"dataset": str(dataset), "layout": info.get("layout", dataset), "quick": quick,
+                       "seed": seed, "segmenter": segmenter if plate is not None else None, "networks": networks,
+                       "arch": arch, "label_key": label_key or C.moa},
+        "counts": {k: int(info[k]) for k in ("sites", "cells", "wells") if isinstance(info.get(k), (int, np.integer))},
+        "timings": {"total": round(info["seconds"], 1)}}, indent=2, default=str))
     try:
         from .._anndata import _plain
 
@@ -325,6 +383,13 @@ def culture_bench(outdir: str | Path, *, dataset: Any = "synthetic", quick: bool
         w.write_h5ad(out / "wells.h5ad")
     except Exception as exc:  # pragma: no cover - h5ad writing edge cases
         logger.warning("could not write wells.h5ad: %s", exc)
+    if report:
+        try:  # the same report writer as tissuegraph bench; a failure is logged, never fails the bench
+            B._bench_report(out, ev, samples=wells, cells=None, slide=None, title=title)
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("report.html not written: %s: %s", type(exc).__name__, exc)
+        if (out / "report.html").is_file():
+            paths["report"] = out / "report.html"
     info.update(results=ev["results"], screen=screen, summary=ev["summary"], gaps=ev["gaps"], skipped=skipped,
                 paths=paths, wells=wells)
     return info

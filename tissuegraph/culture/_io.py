@@ -206,10 +206,11 @@ def _finish_sites(df: pd.DataFrame, channels: list[str], layout: str, check_file
     if check_files:
         bad = out.missing_files()
         if len(bad):
-            first = bad.iloc[0]
-            miss = [str(first[f"path_{ch}"]) for ch in channels if not Path(first[f"path_{ch}"]).is_file()]
-            raise InputError(f"{len(bad)} of {len(df)} sites have missing channel files (first: {miss[0]}). "
-                             "Check the root folder, or pass check_files=False to load the table anyway.")
+            miss = [str(r[f"path_{ch}"]) for _, r in bad.iterrows() for ch in channels
+                    if not Path(r[f"path_{ch}"]).is_file()]
+            shown = "\n  ".join(miss[:10]) + (f"\n  ... and {len(miss) - 10} more" if len(miss) > 10 else "")
+            raise InputError(f"{len(bad)} of {len(df)} sites have missing channel files ({len(miss)} files):\n  "
+                             f"{shown}\nCheck the root folder, or pass check_files=False to load the table anyway.")
     logger.info("%r", out)
     return out
 
@@ -277,7 +278,8 @@ def read_rxrx(root: str | Path, *, metadata_csv: str | Path | None = None, chann
     """RxRx1 / RxRx3 layout: ``metadata.csv`` + one PNG per channel.
 
     The metadata needs ``experiment``, ``plate``, ``well`` (or ``address``) and ``site`` (or sites 1 and 2 are
-    assumed, as in RxRx1, when ``site`` is absent).  ``batch`` = experiment; ``perturbation`` = ``sirna`` /
+    assumed, as in RxRx1, when ``site`` is absent).  ``plate`` becomes ``<experiment>_<plate>`` (RxRx numbers
+    plates within an experiment; the number is kept in ``plate_number``); ``batch`` = experiment; ``perturbation`` = ``sirna`` /
     ``gene`` / ``treatment`` (first present); controls = ``well_type`` in {negative_control} or
     ``perturbation_type == 'CONTROL'`` or a perturbation named EMPTY_control / DMSO.  ``channels`` default to
     1..6; ``path_template`` is formatted with the row's columns plus ``channel``.
@@ -314,6 +316,10 @@ def read_rxrx(root: str | Path, *, metadata_csv: str | Path | None = None, chann
                                   for r in df.to_dict("records")]
         except KeyError as exc:
             raise InputError(f"path_template {path_template!r} uses {exc} which is not a metadata column.") from exc
+    # RxRx numbers plates within an experiment (Plate1 of HEPG2-01 is not Plate1 of HEPG2-02): a plate is
+    # <experiment>_<plate>, so per-plate normalisation and well identity never mix experiments
+    df["plate_number"] = df["plate"]
+    df[C.plate] = df["experiment"].astype(str) + "_" + df["plate"].astype(str)
     return _finish_sites(df, names, "rxrx", check_files)
 
 
