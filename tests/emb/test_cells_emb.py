@@ -130,12 +130,22 @@ def test_independent_of_tile_size_and_batch_size():
     outs = []
     for ts, bs in ((32, 1), (64, 3), (152, 2)):
         c = CELLS.copy()
+        # zero_init_last=False: the residual branches are live (timm starts their last norm gain at 0), so the
+        # whole receptive field matters, as in a trained network
         tg.emb.cells(c, _slide(), nuclei=NUCLEI, model=ARCH, layer=LAYER, tile_size=ts, batch_size=bs,
-                     key_added="e", progress=False)
+                     model_kwargs={"zero_init_last": False}, key_added="e", progress=False)
         outs.append((c.obsm["X_e"], c.uns["representations"]["X_e"]["params"]["n_tiles"]))
     assert len({n for _, n in outs}) >= 2  # the nuclei sit at other places in other tiles
     for Z, _ in outs[1:]:
         np.testing.assert_allclose(Z, outs[0][0], rtol=0, atol=1e-5 * max(1.0, float(np.abs(outs[0][0]).max())))
+    # the margin matters: too little context changes the embeddings of nuclei near tile borders
+    thin = []
+    for ts in (32, 152):
+        c = CELLS.copy()
+        tg.emb.cells(c, _slide(), nuclei=NUCLEI, model=ARCH, layer=LAYER, tile_size=ts, margin=8,
+                     model_kwargs={"zero_init_last": False}, key_added="e", progress=False)
+        thin.append(c.obsm["X_e"])
+    assert np.abs(thin[0] - thin[1]).max() > 1e-2
 
 
 def test_seeds_twins_and_empty():

@@ -58,48 +58,62 @@ _RF_CACHE: dict = {}
 def receptive_radius(encoder, layer: int, *, max_size: int = 2048) -> int:
     """Receptive-field radius (model px from a cell's centre) of block ``layer`` of a CNN encoder.
 
-    Back-propagates from the centre cell of the map of random inputs and takes the furthest input pixel
-    with a non-zero gradient (the input grows until the gradient stays inside it). Cached per
-    architecture, channels, kwargs and block.
+    Measured on the *architecture*, not on the current weights (a trained network and its untrained twin,
+    whose timm ResNet blocks start with a zero last-norm gain, get the same margin): a copy of the network
+    with every weight set positive and max-pools replaced by average pools of the same window is run on a
+    positive input, and the furthest input pixel with a non-zero gradient of the centre cell of the map is
+    taken (the input grows until the gradient stays inside it). Cached per architecture, channels, kwargs
+    and block.
     """
+    import copy
+
     import torch
+    from torch import nn
 
     key = (encoder.arch, encoder.in_chans, repr(sorted(encoder.model_kwargs.items())), int(layer) % encoder.n_blocks)
     if key in _RF_CACHE:
         return _RF_CACHE[key]
     S = encoder.layer_stride(layer)
-    size = max(128, 8 * S)
-    size = int(math.ceil(size / S) * S)
-    was_training = encoder.training
-    encoder.eval()
-    try:
-        while True:
-            g_tot = torch.zeros(size, size, dtype=torch.float64)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(12345)
-                for _ in range(2):
-                    x = torch.rand(1, encoder.in_chans, size, size, requires_grad=True)
-                    fm = encoder.feature_maps(x, layers=[layer])[0]
-                    h, w = fm.shape[-2:]
-                    fm[0, :, h // 2, w // 2].sum().backward()
-                    g_tot += x.grad.detach().abs().sum(dim=(0, 1)).double()
-            rows = torch.nonzero(g_tot.sum(1) > 0).flatten()
-            cols = torch.nonzero(g_tot.sum(0) > 0).flatten()
-            if len(rows) == 0:
-                raise InputError(f"{encoder.arch} block {layer}: no input pixel reaches the feature map "
-                                 "(cannot measure the receptive field); pass margin= in px.")
-            touches = rows.min() == 0 or cols.min() == 0 or rows.max() == size - 1 or cols.max() == size - 1
-            if not touches or size >= max_size:
-                break
-            size = int(math.ceil(2 * size / S) * S)
-        cy, cx = (h // 2 + 0.5) * S - 0.5, (w // 2 + 0.5) * S - 0.5
-        r = max(abs(float(rows.min()) - cy), abs(float(rows.max()) - cy),
-                abs(float(cols.min()) - cx), abs(float(cols.max()) - cx))
-        if touches:
-            logger.warning("%s block %d: receptive field reaches past %d px; margins use that size.",
-                           encoder.arch, layer, size)
-    finally:
-        encoder.train(was_training)
+    probe = copy.deepcopy(encoder).to("cpu").eval()
+    for name, mod in list(probe.model.named_modules()):
+        for cname, child in list(mod.named_children()):
+            if isinstance(child, nn.MaxPool2d):
+                setattr(mod, cname, nn.AvgPool2d(child.kernel_size, child.stride, child.padding,
+                                                 ceil_mode=child.ceil_mode, count_include_pad=False))
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(12345)
+        for p in probe.model.parameters():
+            p.copy_(torch.rand_like(p) * 0.5 + 0.5)
+        for b in probe.model.buffers():
+            if b.is_floating_point():
+                b.fill_(0.0)
+        for mod in probe.model.modules():
+            if hasattr(mod, "running_var") and mod.running_var is not None:
+                mod.running_var.fill_(1.0)
+        probe.mean.zero_()
+        probe.std.fill_(1.0)
+    size = int(math.ceil(max(128, 8 * S) / S) * S)
+    while True:
+        x = torch.full((1, encoder.in_chans, size, size), 0.5, requires_grad=True)
+        fm = probe.feature_maps(x, layers=[layer])[0]
+        h, w = fm.shape[-2:]
+        fm[0, :, h // 2, w // 2].sum().backward()
+        g = x.grad.detach().abs().sum(dim=(0, 1))
+        rows = torch.nonzero(g.sum(1) > 0).flatten()
+        cols = torch.nonzero(g.sum(0) > 0).flatten()
+        if len(rows) == 0:
+            raise InputError(f"{encoder.arch} block {layer}: no input pixel reaches the feature map "
+                             "(cannot measure the receptive field); pass margin= in px.")
+        touches = bool(rows.min() == 0 or cols.min() == 0 or rows.max() == size - 1 or cols.max() == size - 1)
+        if not touches or size >= max_size:
+            break
+        size = int(math.ceil(2 * size / S) * S)
+    cy, cx = (h // 2 + 0.5) * S - 0.5, (w // 2 + 0.5) * S - 0.5
+    r = max(abs(float(rows.min()) - cy), abs(float(rows.max()) - cy),
+            abs(float(cols.min()) - cx), abs(float(cols.max()) - cx))
+    if touches:
+        logger.warning("%s block %d: the receptive field reaches past %d px; margins use that size.",
+                       encoder.arch, layer, size)
     out = int(math.ceil(r))
     _RF_CACHE[key] = out
     return out
