@@ -172,6 +172,8 @@ def _contours_for(cells, nuclei, slide_ids) -> list[np.ndarray]:
     out = []
     for r, p in enumerate(m["pos"].to_numpy(dtype=np.int64)):
         a = np.asarray(contours[p], dtype=np.float64) if contours[p] is not None else np.zeros((0, 2))
+        if a.ndim == 1 and a.size % 2 == 0:  # flattened (x0, y0, x1, y1, ...) as in nuclei.parquet
+            a = a.reshape(-1, 2)
         if a.ndim != 2 or a.shape[1] != 2 or len(a) < 3 or not np.isfinite(a).all():
             raise InputError(f"The contour of cell {cells.obs_names[r]!r} is not a finite (n >= 3, 2) polygon.")
         out.append(a)
