@@ -186,3 +186,14 @@ def test_vit_patch_token_grid():
     rec = c.uns["representations"]["X_v"]
     assert rec["family"] == "vit" and rec["params"]["stride"] == 16 and rec["params"]["tile_input"] == 96
     assert c.obsm["X_v"].shape == (c.n_obs, 192) and np.isfinite(c.obsm["X_v"]).all()
+
+
+def test_nuclei_parquet_of_tissuegraph_run_gives_the_same_result(tmp_path):
+    from tissuegraph.pipeline import write_nuclei
+
+    path = write_nuclei(NUCLEI, tmp_path / "nuclei.parquet")
+    a, b = CELLS.copy(), CELLS.copy()
+    tg.emb.cells(a, _slide(), nuclei=NUCLEI, model=ARCH, layer=1, tile_size=64, key_added="e", progress=False)
+    tg.emb.cells(b, _slide(), nuclei=str(path), model=ARCH, layer=1, tile_size=64, key_added="e", progress=False)
+    np.testing.assert_array_equal(a.obsm["X_e"], b.obsm["X_e"])
+    assert a.uns["representations"]["X_e"]["inputs"] == "rgb@0.5um/px,nucleus-mask"

@@ -253,7 +253,8 @@ def cells(cells, slide: Any = None, *, nuclei: Any = None, model: Any = "resnet1
         ViTs: transformer blocks). ``2`` (ResNet stride 8: about 4 µm cells at 0.5 µm/px) by default.
     tile_size
         Core edge in px at ``mpp`` (rounded down to a multiple of the block's stride); results do not
-        depend on it (CNNs, ``margin='auto'``). ViTs: the tile edge the network sees is ``tile_size``.
+        depend on it (CNNs, ``margin='auto'``). ViTs: the tile edge the network sees (core + margins) is
+        ``tile_size``, or the ``img_size`` of a given :class:`~tissuegraph.models.patch.PatchEncoder`.
     margin
         Context px read on every side of a core: ``'auto'`` (CNNs: receptive-field radius + largest
         nucleus + one stride; ViTs: two patches) or an int (rounded up to the stride).
