@@ -197,3 +197,32 @@ def test_nuclei_parquet_of_tissuegraph_run_gives_the_same_result(tmp_path):
     tg.emb.cells(b, _slide(), nuclei=str(path), model=ARCH, layer=1, tile_size=64, key_added="e", progress=False)
     np.testing.assert_array_equal(a.obsm["X_e"], b.obsm["X_e"])
     assert a.uns["representations"]["X_e"]["inputs"] == "rgb@0.5um/px,nucleus-mask"
+
+
+def test_resampled_mpp_is_tile_independent_and_tiny_nuclei_take_their_centroid_cell():
+    outs = []
+    for ts in (32, 96):
+        c = CELLS.copy()
+        tg.emb.cells(c, _slide(), nuclei=NUCLEI, model=ARCH, layer=1, mpp=1.0, tile_size=ts,
+                     model_kwargs={"zero_init_last": False}, key_added="e", progress=False)
+        outs.append(c.obsm["X_e"])
+    np.testing.assert_allclose(outs[0], outs[1], rtol=0, atol=1e-5 * float(np.abs(outs[0]).max()))
+    # the one-pixel nucleus covers no pixel centre at 1 µm/px: it takes the cell under its centroid
+    rec = c.uns["representations"]["X_e"]["params"]
+    assert rec["n_centroid_cell"] == 1
+    tiny = int(np.flatnonzero(CELLS.obs["nucleus_id"].to_numpy() == NUCLEI["nucleus_id"].max())[0])
+    from tissuegraph.models.patch import PatchEncoder
+
+    enc = PatchEncoder(ARCH, seed=0, model_kwargs={"zero_init_last": False})
+    core, M, T, S = rec["tile_size"], rec["margin"], rec["tile_input"], rec["stride"]
+    cx, cy = CELLS.obsm["spatial"][tiny]
+    s = 2.0
+    X = np.floor((cx + 0.5) / (core * s)) * core * s - M * s
+    Y = np.floor((cy + 0.5) / (core * s)) * core * s - M * s
+    img = tg.emb._pixels.read_tile(_slide(), X, Y, s, T)
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        F = enc.feature_maps(x, layers=[1])[0][0].permute(1, 2, 0).double().numpy()
+    ux, uy = (cx - X + 0.5) / s - 0.5, (cy - Y + 0.5) / s - 0.5
+    ref = F[int(np.floor((uy + 0.5) / S)), int(np.floor((ux + 0.5) / S))]
+    np.testing.assert_allclose(outs[1][tiny], ref, rtol=1e-4, atol=1e-5)

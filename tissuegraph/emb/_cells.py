@@ -26,8 +26,9 @@ Tile origins sit on a lattice of the block's stride, so every tile sees the same
 back-propagating from one cell on a random input) plus the largest nucleus extent plus one stride, rounded
 up to the stride: every feature cell a nucleus touches is then computed from pixels inside the tile only
 (never from the zero padding), so the embeddings do not depend on ``tile_size`` (up to float32 rounding;
-the tests pin ≤ 1e-5 at native resolution). At a resampled ``mpp`` the pixels of a tile are resampled
-from its own box, which equals the pixels of any other tile only up to the resampler's rounding.
+the tests pin ≤ 1e-5 at native resolution and at 1 µm/px read from a 0.5 µm/px slide: a tile's pixels are
+resampled from its own box, and the resampler gives every pixel of the lattice the same value whichever
+tile reads it; a resampler that did not would add its rounding).
 A ViT attends over the whole tile, so no margin makes its tokens tile-independent: ``margin='auto'`` is two
 patches there and results depend (slightly) on the tile.
 """
