@@ -22,8 +22,8 @@ Geometry
 Tile seams
 ----------
 Tile origins sit on a lattice of the block's stride, so every tile sees the same feature grid. For a CNN
-``margin='auto'`` is the block's receptive-field radius (measured once per architecture and block by
-back-propagating from one cell on a random input) plus the largest nucleus extent plus one stride, rounded
+``margin='auto'`` is the block's receptive-field radius (measured once per architecture and block on the
+architecture, not the weights: see :func:`receptive_radius`) plus the largest nucleus extent plus one stride, rounded
 up to the stride: every feature cell a nucleus touches is then computed from pixels inside the tile only
 (never from the zero padding), so the embeddings do not depend on ``tile_size`` (up to float32 rounding;
 the tests pin ≤ 1e-5 at native resolution and at 1 µm/px read from a 0.5 µm/px slide: a tile's pixels are
