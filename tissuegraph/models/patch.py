@@ -297,6 +297,39 @@ class PatchEncoder(nn.Module):
                 out.append(t.mean(dim=(2, 3)) if t.ndim == 4 else t.mean(dim=1))
         return out
 
+    def layer_stride(self, layer: int) -> int:
+        """Input px per feature-map cell of block ``layer`` (timm ``feature_info`` reduction; ViT: patch size)."""
+        layer = self._check_layer(layer)
+        if layer == -1:
+            raise InputError("layer=-1 is the pooled embedding and has no feature map; choose a block >= 0.")
+        return int(self.model.feature_info[layer % self.n_blocks]["reduction"])
+
+    def feature_maps(self, x: torch.Tensor, *, layers: Sequence[int]) -> list[torch.Tensor]:
+        """Unpooled feature maps ``(N, C_l, H / stride_l, W / stride_l)`` of blocks ``layers`` (>= 0 or -k),
+        in one pass that stops after the deepest one (ViTs: the patch-token grid, prefix tokens dropped)."""
+        x = self.normalize(self._check_input(x))
+        layers = [self._check_layer(v) for v in layers]
+        if any(v == -1 for v in layers):
+            raise InputError("layer=-1 is the pooled embedding and has no feature map; choose a block >= 0.")
+        blocks = sorted({v % self.n_blocks for v in layers})
+        feats = None
+        fi = getattr(self.model, "forward_intermediates", None)
+        if fi is not None:
+            try:
+                inter = fi(x, indices=blocks, intermediates_only=True, stop_early=True)
+                feats = {b: t for b, t in zip(blocks, inter)}
+            except NotImplementedError:
+                feats = None
+        if feats is None:
+            feats, _ = self._embed_hooks(x, blocks, False)
+        out = []
+        for v in layers:
+            t = feats[v % self.n_blocks]
+            if t.ndim != 4:
+                raise InputError(f"{self.arch} block {v} gives a {t.ndim}-D output, not a spatial feature map.")
+            out.append(t)
+        return out
+
     def _embed_hooks(self, x, blocks, want_final):
         modules = dict(self.model.named_modules())
         grabbed: dict[int, torch.Tensor] = {}
