@@ -217,7 +217,9 @@ def render(out: dict) -> str:
     peer_cpu_all = out["peer_cpu_s_measured"] * out["n_reps"] / out["peer_measured_reps"]
     cpu_ratio = peer_cpu_all / max(out["cpu_s"], 1e-9)
     wall_ratio = out["peer_total_extrapolated_s"] / max(out["tissuegraph_same_protocols_s"], 1e-9)
-    similar_load = max(lb, lm, la) - min(lb, lm, la) < 1.0 and max(lb, lm, la) < 2.5
+    # under the machine-wide lock the other sessions' work runs at nice 19, so a high load average of waiting
+    # nice-19 processes does not take the CPU away; a similar load during both parts is what matters then
+    similar_load = max(lb, lm, la) - min(lb, lm, la) < 1.0 and (max(lb, lm, la) < 2.5 or out.get("locked"))
     m = out["cka_peer_n"]
     lines = [
         f"# tg.eval.evaluate: {out['n_samples']:,} samples x {out['n_reps']} representations x {out['dim']} dims, "
@@ -226,7 +228,7 @@ def render(out: dict) -> str:
         f"Command: `{out['command']}` ({out['threads']} BLAS threads, {out['cpu_count']} cores). "
         f"Load average before / after evaluate / at the end: {lb:.1f} / {lm:.1f} / {la:.1f}"
         + (" — the machine was shared and busy, so wall times are inflated; CPU seconds are the fairer measure."
-           if max(lb, lm, la) > 2.5 else ".")
+           if max(lb, lm, la) > 2.5 and not out.get("locked") else ".")
         + (f" Run under `flock /tmp/tg-bench.lock` at normal priority; other sessions' work at nice 19 may have been "
            f"running (it yields ~98 % of the CPU to this run)." if out.get("locked") else ""),
         "",
@@ -256,8 +258,8 @@ def render(out: dict) -> str:
         "matrix is formed: kNN distances come in row chunks of at most 128 MiB, retrieval works on one test "
         "fold at a time in query blocks of 2048 (`tissuegraph/eval/_retrieval.py`), CKA in feature space (d x d); "
         "`tests/eval/test_memory_bound.py` checks that the peak of traced memory for retrieval and k-NN overlap "
-        "on 12,000 samples stays below one 12,000 x 12,000 float32 matrix. One run (no repeats: a run takes "
-        "about 8 CPU-minutes and the machine was shared).",
+        "on 12,000 samples stays below one 12,000 x 12,000 float32 matrix. One run (no repeats: the machine was "
+        "shared and the lock is held by one benchmark at a time).",
         "",
         f"Retrieval kernel used: {out['retrieval_kernel']}",
         "",
