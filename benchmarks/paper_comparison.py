@@ -225,6 +225,10 @@ def gather(records: dict, args, command: str, t0: float) -> str:
                      f"{json.dumps(c['dataset'])} | {c['seeds']} | GNN (DGI) {c['train_epochs']['gnn']}, CNN (SimCLR) "
                      f"{c['train_epochs']['cnn']} | {rec.get('seconds', '')} | {rec.get('started', '')} | "
                      f"{lb:.1f} / {la_:.1f} |")
+    cmds = sorted({r["command"] for r in records.values() if r.get("command")})
+    if cmds and cmds != [command]:
+        lines += ["", "The sets were run by (the same configuration; several processes so that they could run side by "
+                  "side):", ""] + [f"- `{c}`" for c in cmds]
     skipped = {f"{n}: {k}": v for n, r in records.items() for k, v in (r.get("skipped") or {}).items()}
     lines += ["", "Seeds: the untrained twins of every network (one per seed) and the evaluation (5 grouped splits x "
               "each seed). Steps skipped or failed: " + ("; ".join(f"{k} ({v})" for k, v in skipped.items())
