@@ -95,7 +95,7 @@ def make_dataset(name: str, cfg: dict, seed: int):
 def run_one(name: str, args, command: str) -> dict:
     """Run (or reuse) one set; returns its record (also written to ``<outdir>/<name>/paper.json``)."""
     out = args.outdir / name
-    cfg = {"dataset": dataset_config(name, args), "classification_also": [] if args.quick else
+    cfg = {"dataset": dataset_config(name, args), "skipped_steps": sorted(args.skip_steps), "classification_also": [] if args.quick else
            ["retrieval", "clustering"], "seeds": list(args.seeds), "segmenter": args.segmenter,
            "train_epochs": {"gnn": args.gnn_epochs, "cnn": args.cnn_epochs}, "quick": bool(args.quick)}
     rec_path = out / "paper.json"
@@ -115,8 +115,11 @@ def run_one(name: str, args, command: str) -> dict:
             for t in ds.tasks:
                 if t["task"] == "classification":
                     t["task"] = ["classification", "retrieval", "clustering"]
+        from tissuegraph.bench import REPRESENTATIONS
+
+        steps = None if not args.skip_steps else [s.name for s in REPRESENTATIONS if s.name not in args.skip_steps]
         res = run_bench(ds, out, quick=args.quick, seeds=tuple(args.seeds), segmenter=args.segmenter,
-                        command=command, train_epochs=cfg["train_epochs"])
+                        command=command, train_epochs=cfg["train_epochs"], representations=steps)
     except tg.InputError as exc:  # missing data: reported, not fatal
         rec["status"] = f"skipped: {exc}"
     except Exception as exc:  # noqa: BLE001 - one failing set must not lose the others
@@ -222,7 +225,8 @@ def gather(records: dict, args, command: str, t0: float) -> str:
         c = rec["config"]
         lb, la_ = rec.get("load_before", [float("nan")])[0], rec.get("load_after", [float("nan")])[0]
         lines.append(f"| {name} | {rec['status'][:160]} | {rec.get('n_samples', '')} | {rec.get('n_nuclei', '')} | "
-                     f"{json.dumps(c['dataset'])} | {c['seeds']} | GNN (DGI) {c['train_epochs']['gnn']}, CNN (SimCLR) "
+                     f"{json.dumps(c['dataset'])}" + (f"; steps not run: {', '.join(c['skipped_steps'])}" if c.get("skipped_steps") else "")
+                     + f" | {c['seeds']} | GNN (DGI) {c['train_epochs']['gnn']}, CNN (SimCLR) "
                      f"{c['train_epochs']['cnn']} | {rec.get('seconds', '')} | {rec.get('started', '')} | "
                      f"{lb:.1f} / {la_:.1f} |")
     cmds = sorted({r["command"] for r in records.values() if r.get("command")})
@@ -295,6 +299,9 @@ def main(argv=None) -> int:
     ap.add_argument("--spot-section-um", type=float, default=1000.0, help="edge of a synthetic spot section, µm")
     ap.add_argument("--kather-per-class", type=int, default=None, help="tiles per class (default: all)")
     ap.add_argument("--crchisto-images", type=int, default=None, help="CRCHisto images (default: all)")
+    ap.add_argument("--skip-steps", nargs="*", default=[], choices=["color", "gnn_untrained", "cnn_untrained",
+                                                                      "gnn_ssl", "cnn_ssl"],
+                    help="representation steps not to run (recorded in the results), e.g. cnn_ssl on a busy CPU")
     ap.add_argument("--rerun", action="store_true", help="run every set again even if it finished before")
     ap.add_argument("--gather-only", action="store_true", help="only gather the sets that have finished")
     ap.add_argument("--write", type=Path, default=RESULTS / "paper_comparison", help="result stem (.md/.csv/.json)")
