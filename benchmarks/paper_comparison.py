@@ -219,14 +219,16 @@ def gather(records: dict, args, command: str, t0: float) -> str:
              f"other sessions (this run at nice 19: its wall times are not speed measurements); load average "
              f"{', '.join(f'{x:.2f}' for x in la)} when gathered", ""]
     lines += ["## Configuration (what 'full' means in this run)", "",
-              "| set | status | samples | nuclei | configuration | seeds | training epochs | wall s | started (UTC) | "
-              "load average (1 min) before / after |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "| set | status | samples | nuclei | configuration | seeds (twins) | evaluation splits | training epochs | "
+              "wall s | started (UTC) | load average (1 min) before / after |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, rec in records.items():
         c = rec["config"]
+        f = args.outdir / name / "summary.csv"
+        n_eval = int(pd.read_csv(f)["n"].max()) if rec["status"].startswith("done") and f.is_file() else ""
         lb, la_ = rec.get("load_before", [float("nan")])[0], rec.get("load_after", [float("nan")])[0]
         lines.append(f"| {name} | {rec['status'][:160]} | {rec.get('n_samples', '')} | {rec.get('n_nuclei', '')} | "
                      f"{json.dumps(c['dataset'])}" + (f"; steps not run: {', '.join(c['skipped_steps'])}" if c.get("skipped_steps") else "")
-                     + f" | {c['seeds']} | GNN (DGI) {c['train_epochs']['gnn']}, CNN (SimCLR) "
+                     + f" | {c['seeds']} | {n_eval} | GNN (DGI) {c['train_epochs']['gnn']}, CNN (SimCLR) "
                      f"{c['train_epochs']['cnn']} | {rec.get('seconds', '')} | {rec.get('started', '')} | "
                      f"{lb:.1f} / {la_:.1f} |")
     cmds = sorted({r["command"] for r in records.values() if r.get("command")})
@@ -234,8 +236,8 @@ def gather(records: dict, args, command: str, t0: float) -> str:
         lines += ["", "The sets were run by (the same configuration; several processes so that they could run side by "
                   "side):", ""] + [f"- `{c}`" for c in cmds]
     skipped = {f"{n}: {k}": v for n, r in records.items() for k, v in (r.get("skipped") or {}).items()}
-    lines += ["", "Seeds: the untrained twins of every network (one per seed) and the evaluation (5 grouped splits x "
-              "each seed). Steps skipped or failed: " + ("; ".join(f"{k} ({v})" for k, v in skipped.items())
+    lines += ["", "Seeds: one untrained twin of every network per seed. Evaluation: grouped splits x seeds, the number "
+              "of (split, seed) pairs each score is averaged over is in the column above. Steps skipped or failed: " + ("; ".join(f"{k} ({v})" for k, v in skipped.items())
                                                          or "none") + ".", ""]
     if not summary.empty:
         prim = _primary_rows(summary)
