@@ -96,7 +96,7 @@ def run_one(name: str, args, command: str) -> dict:
     """Run (or reuse) one set; returns its record (also written to ``<outdir>/<name>/paper.json``)."""
     out = args.outdir / name
     cfg = {"dataset": dataset_config(name, args), "skipped_steps": sorted(args.skip_steps), "classification_also": [] if args.quick else
-           ["retrieval", "clustering"], "seeds": list(args.seeds), "segmenter": args.segmenter,
+           list(args.classification_also), "seeds": list(args.seeds), "segmenter": args.segmenter,
            "train_epochs": {"gnn": args.gnn_epochs, "cnn": args.cnn_epochs}, "quick": bool(args.quick)}
     rec_path = out / "paper.json"
     if rec_path.is_file() and not args.rerun:
@@ -111,10 +111,10 @@ def run_one(name: str, args, command: str) -> dict:
     print(f"[paper] {name}: starting ({cfg})", flush=True)
     try:
         ds = make_dataset(name, cfg["dataset"], args.seeds[0])
-        if not args.quick:  # benchmark metrics vs retrieval / clustering: needed to check the metric disagreement
+        if not args.quick and args.classification_also:  # needed to check the metric disagreement
             for t in ds.tasks:
                 if t["task"] == "classification":
-                    t["task"] = ["classification", "retrieval", "clustering"]
+                    t["task"] = ["classification", *args.classification_also]
         from tissuegraph.bench import REPRESENTATIONS
 
         steps = None if not args.skip_steps else [s.name for s in REPRESENTATIONS if s.name not in args.skip_steps]
@@ -304,6 +304,10 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-steps", nargs="*", default=[], choices=["color", "gnn_untrained", "cnn_untrained",
                                                                       "gnn_ssl", "cnn_ssl"],
                     help="representation steps not to run (recorded in the results), e.g. cnn_ssl on a busy CPU")
+    ap.add_argument("--classification-also", nargs="*", default=["retrieval", "clustering"],
+                    choices=["retrieval", "clustering"],
+                    help="protocols scored beside classification on every classification task (the metric "
+                         "disagreement check compares their orderings); Leiden clustering per split is the slow one")
     ap.add_argument("--rerun", action="store_true", help="run every set again even if it finished before")
     ap.add_argument("--gather-only", action="store_true", help="only gather the sets that have finished")
     ap.add_argument("--write", type=Path, default=RESULTS / "paper_comparison", help="result stem (.md/.csv/.json)")
