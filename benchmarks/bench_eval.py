@@ -15,7 +15,7 @@ tissuegraph's. CKA is compared with the n x n Gram-matrix formula on the first `
 
 Usage (from the repository root; 2 BLAS threads, as on the 2-core development machine)::
 
-    PYTHONPATH=. nice -n 10 .venv/bin/python benchmarks/bench_eval.py
+    TG_BENCH_LOCKED=1 PYTHONPATH=. flock /tmp/tg-bench.lock .venv/bin/python benchmarks/bench_eval.py
     PYTHONPATH=. .venv/bin/python benchmarks/bench_eval.py --n 2000 --reps 3 --tag quick
 
 Writes ``benchmarks/results/eval_<n>x<reps>x<dim>[_tag].json`` and ``.md``.
@@ -186,7 +186,8 @@ def main() -> None:
     summary = a.uns["tg_eval"]["summary"]
     bacc = summary[(summary.protocol == "linear_probe") & (summary.metric == "balanced_accuracy")]
     out = {
-        "command": "PYTHONPATH=. " + " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": ("TG_BENCH_LOCKED=1 PYTHONPATH=. flock /tmp/tg-bench.lock " if os.environ.get("TG_BENCH_LOCKED")
+                    else "PYTHONPATH=. ") + " ".join([Path(sys.executable).name, *sys.argv]),
         "n_samples": args.n, "n_reps": args.reps, "dim": args.dim, "n_classes": args.classes,
         "n_groups": args.groups, "n_splits": args.splits, "n_seeds": args.seeds, "knn_k": args.knn_k,
         "wall_s": wall, "cpu_s": cpu, "peer_cpu_s_measured": peer_cpu, "peak_rss_gib": peak, "rss_before_evaluate_gib": rss0, "timings_s": timings,
@@ -199,6 +200,7 @@ def main() -> None:
         "loadavg_before": load_before, "loadavg_after_evaluate": load_mid, "loadavg_after": load_after,
         "threads": os.environ.get("OMP_NUM_THREADS"), "cpu_count": os.cpu_count(),
         "python": platform.python_version(), "machine": platform.machine(),
+        "locked": bool(os.environ.get("TG_BENCH_LOCKED")),
         "retrieval_kernel": getattr(sys.modules.get("tissuegraph.eval._retrieval"), "__doc__", "").split("\n")[0],
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -215,7 +217,9 @@ def render(out: dict) -> str:
     peer_cpu_all = out["peer_cpu_s_measured"] * out["n_reps"] / out["peer_measured_reps"]
     cpu_ratio = peer_cpu_all / max(out["cpu_s"], 1e-9)
     wall_ratio = out["peer_total_extrapolated_s"] / max(out["tissuegraph_same_protocols_s"], 1e-9)
-    similar_load = max(lb, lm, la) - min(lb, lm, la) < 1.0 and max(lb, lm, la) < 2.5
+    # under the machine-wide lock the other sessions' work runs at nice 19, so a high load average of waiting
+    # nice-19 processes does not take the CPU away; a similar load during both parts is what matters then
+    similar_load = max(lb, lm, la) - min(lb, lm, la) < 1.0 and (max(lb, lm, la) < 2.5 or out.get("locked"))
     m = out["cka_peer_n"]
     lines = [
         f"# tg.eval.evaluate: {out['n_samples']:,} samples x {out['n_reps']} representations x {out['dim']} dims, "
@@ -224,7 +228,9 @@ def render(out: dict) -> str:
         f"Command: `{out['command']}` ({out['threads']} BLAS threads, {out['cpu_count']} cores). "
         f"Load average before / after evaluate / at the end: {lb:.1f} / {lm:.1f} / {la:.1f}"
         + (" — the machine was shared and busy, so wall times are inflated; CPU seconds are the fairer measure."
-           if max(lb, lm, la) > 2.5 else "."),
+           if max(lb, lm, la) > 2.5 and not out.get("locked") else ".")
+        + (f" Run under `flock /tmp/tg-bench.lock` at normal priority; other sessions' work at nice 19 may have been "
+           f"running (it yields ~98 % of the CPU to this run)." if out.get("locked") else ""),
         "",
         "| what | seconds |",
         "|---|---|",
@@ -250,8 +256,10 @@ def render(out: dict) -> str:
         f"the metric code. Largest |difference| between the two on the peer's representation(s): "
         f"{out['max_abs_difference_vs_peer']:.2e}; CKA difference {out['cka_abs_difference']:.1e}. No n x n "
         "matrix is formed: kNN distances come in row chunks of at most 128 MiB, retrieval works on one test "
-        "fold at a time in query blocks, CKA in feature space (d x d). One run (no repeats: a run takes "
-        "about 8 CPU-minutes and the machine was shared).",
+        "fold at a time in query blocks of 2048 (`tissuegraph/eval/_retrieval.py`), CKA in feature space (d x d); "
+        "`tests/eval/test_memory_bound.py` checks that the peak of traced memory for retrieval and k-NN overlap "
+        "on 12,000 samples stays below one 12,000 x 12,000 float32 matrix. One run (no repeats: the machine was "
+        "shared and the lock is held by one benchmark at a time).",
         "",
         f"Retrieval kernel used: {out['retrieval_kernel']}",
         "",

@@ -1,22 +1,28 @@
 """The study's claims, checked here: every representation on the diagnostic benchmark and on every real set.
 
-Runs :func:`tissuegraph.bench.run_bench` (full version: all seeds, untrained twins and self-supervised
-networks, every evaluation protocol) on
+Runs :func:`tissuegraph.bench.run_bench` (the full version: untrained twins of every seed, the
+self-supervised GNN (DGI) and CNN (SimCLR), every evaluation protocol, grouped splits x seeds) on
 
-- ``synthetic``: the diagnostic benchmark (structure, morphology, density, stain; 96 samples each),
+- ``synthetic``: the diagnostic benchmark (structure, morphology, density, stain; ``--n-synthetic`` per factor),
 - ``synthetic_spots``: synthetic sections with spot expression known from the cell composition,
 - ``kather2016``: tissue class of 150 px tiles, splits grouped by source image,
 - ``crchisto``: patches labelled by their dominant annotated cell type, grouped by image,
 - ``her2st``: HEST-Benchmark expression regression on the B4 section's spots,
 
-each into ``<outdir>/<name>/`` (resumable: a rerun continues from the cached steps), then gathers
-every ``summary.csv``/``gaps.csv`` into ``benchmarks/results/paper_comparison.md`` and ``.json``: one
-table of representations x tasks (mean [95 % interval] of each task's primary metric), the baseline gaps
-with verdicts, and the flags, with the exact command, versions and the load average.
+each into ``<outdir>/<name>/`` with its ``summary.md`` etc. After a set finishes, ``<outdir>/<name>/paper.json``
+records its configuration, time, flags and skipped steps; a later call with the same configuration reuses
+it (``--rerun`` forces a new run; an interrupted set resumes from its ``cache/``). Finally every set in
+``--datasets`` that has finished is gathered into ``--write``.md/.csv (and .json):
+
+- one table of representations x tasks (mean [95 % interval] of each task's primary metric),
+- the study's claims, checked per task: learned vs the structural baseline and vs their untrained twins
+  (verdict counts on the primary metric), metric disagreement (do the benchmark metrics hide it?),
+  shortcut / confound flags,
+- the configuration of this run (what "full" means here), the command, versions and load averages.
 
 Usage (from the repository root; real sets need ``TISSUEGRAPH_SHARED_DATA`` or ``../shared/data``)::
 
-    PYTHONPATH=. .venv/bin/python benchmarks/paper_comparison.py --outdir /tmp/tg_paper
+    PYTHONPATH=. nice -n 19 .venv/bin/python benchmarks/paper_comparison.py --outdir /tmp/tg_paper
     PYTHONPATH=. .venv/bin/python benchmarks/paper_comparison.py --outdir /tmp/tg_paper --quick --datasets synthetic
 
 Sets whose data are missing are reported as skipped (never silently dropped).
@@ -36,7 +42,7 @@ from pathlib import Path
 import pandas as pd
 
 import tissuegraph as tg
-from tissuegraph.bench import _fmt, _primary, run_bench
+from tissuegraph.bench import _fmt, _primary, load_dataset, run_bench
 
 ALL = ("synthetic", "synthetic_spots", "kather2016", "crchisto", "her2st")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -51,6 +57,233 @@ def _md(df: pd.DataFrame, index: bool = True) -> str:
     return "\n".join([head, "|" + "---|" * len(d.columns), *rows])
 
 
+def dataset_config(name: str, args) -> dict:
+    """The size of each set in this run (recorded in the results: what 'full' means here)."""
+    if args.quick:
+        return {"quick": True}
+    if name == "synthetic":
+        return {"factor": "all", "n_samples_per_factor": args.n_synthetic, "size_um": args.synthetic_size_um,
+                "n_patients": 6}
+    if name == "synthetic_spots":
+        return {"n_sections": args.spot_sections, "section_size_um": args.spot_section_um}
+    if name == "kather2016":
+        return {"limit_per_class": args.kather_per_class}
+    if name == "crchisto":
+        return {"limit_images": args.crchisto_images}
+    return {"section": "B4"}
+
+
+def make_dataset(name: str, cfg: dict, seed: int):
+    """The BenchDataset of one set at the configured size (``tg.bench.load_dataset`` for --quick)."""
+    from tissuegraph import datasets as D
+
+    if cfg.get("quick"):
+        return load_dataset(name, quick=True, seed=seed)
+    if name == "synthetic":
+        return D.diagnostic_benchmark(factor="all", n_samples=cfg["n_samples_per_factor"], size_um=cfg["size_um"],
+                                      n_patients=cfg["n_patients"], seed=seed)
+    if name == "synthetic_spots":
+        return D.diagnostic_benchmark(spots=True, n_sections=cfg["n_sections"],
+                                      section_size_um=cfg["section_size_um"], seed=seed)
+    if name == "kather2016":
+        return D.load_kather2016(limit_per_class=cfg["limit_per_class"], seed=seed)
+    if name == "crchisto":
+        return D.load_crchisto_patches(limit_images=cfg["limit_images"])
+    return D.load_her2st()
+
+
+def run_one(name: str, args, command: str) -> dict:
+    """Run (or reuse) one set; returns its record (also written to ``<outdir>/<name>/paper.json``)."""
+    out = args.outdir / name
+    cfg = {"dataset": dataset_config(name, args), "skipped_steps": sorted(args.skip_steps), "classification_also": [] if args.quick else
+           list(args.classification_also), "seeds": list(args.seeds), "segmenter": args.segmenter,
+           "train_epochs": {"gnn": args.gnn_epochs, "cnn": args.cnn_epochs}, "quick": bool(args.quick)}
+    rec_path = out / "paper.json"
+    if rec_path.is_file() and not args.rerun:
+        rec = json.loads(rec_path.read_text())
+        if rec.get("config") == cfg and rec["status"].startswith("done"):
+            print(f"[paper] {name}: reusing the finished run in {out}", flush=True)
+            return rec
+    t1 = time.time()
+    load0 = os.getloadavg()
+    rec = {"name": name, "config": cfg, "command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                                                                                      time.gmtime())}
+    print(f"[paper] {name}: starting ({cfg})", flush=True)
+    try:
+        ds = make_dataset(name, cfg["dataset"], args.seeds[0])
+        if not args.quick and args.classification_also:  # needed to check the metric disagreement
+            for t in ds.tasks:
+                if t["task"] == "classification":
+                    t["task"] = ["classification", *args.classification_also]
+        from tissuegraph.bench import REPRESENTATIONS
+
+        steps = None if not args.skip_steps else [s.name for s in REPRESENTATIONS if s.name not in args.skip_steps]
+        res = run_bench(ds, out, quick=args.quick, seeds=tuple(args.seeds), segmenter=args.segmenter,
+                        command=command, train_epochs=cfg["train_epochs"], representations=steps)
+    except tg.InputError as exc:  # missing data: reported, not fatal
+        rec["status"] = f"skipped: {exc}"
+    except Exception as exc:  # noqa: BLE001 - one failing set must not lose the others
+        traceback.print_exc()
+        rec["status"] = f"failed: {exc!r}"
+    if "status" in rec:
+        out.mkdir(parents=True, exist_ok=True)
+        rec_path.write_text(json.dumps(rec, indent=1, default=str))
+        print(f"[paper] {name}: {rec['status']}", flush=True)
+        return rec
+    rec.update(status="done", seconds=round(time.time() - t1, 1), skipped=res.skipped, flags=list(res.flags),
+               n_samples=int(res.samples.n_obs), representations=[k for k in res.samples.obsm if k.startswith("X_")],
+               n_nuclei=int(res.cells.n_obs), load_before=load0, load_after=os.getloadavg(),
+               finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+    rec_path.write_text(json.dumps(rec, indent=1, default=str))
+    print(f"[paper] {name}: done in {rec['seconds']:.0f} s", flush=True)
+    return rec
+
+
+# ------------------------------------------------------------------------------------------- gathering
+def _primary_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    keep = []
+    for t in dict.fromkeys(summary["task"]):
+        st = summary[summary["task"] == t]
+        proto, metric = _primary(st)
+        keep.append(st[(st["protocol"] == proto) & (st["metric"] == metric)])
+    return pd.concat(keep, ignore_index=True) if keep else summary.iloc[:0]
+
+
+def _primary_gaps(gaps: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    keep = []
+    for t in dict.fromkeys(gaps["task"]):
+        proto, metric = _primary(summary[summary["task"] == t])
+        keep.append(gaps[(gaps["task"] == t) & (gaps["protocol"] == proto) & (gaps["metric"] == metric)])
+    return pd.concat(keep, ignore_index=True) if keep else gaps.iloc[:0]
+
+
+def claims(summary: pd.DataFrame, gaps: pd.DataFrame, flags: list[str], reps_meta: dict) -> list[str]:
+    """The study's claims checked per task, from the tables (no number is typed in by hand)."""
+    lines = []
+    g = _primary_gaps(gaps, summary) if not gaps.empty else gaps
+    prim = _primary_rows(summary)
+    for task in dict.fromkeys(prim["task"]):
+        st = prim[prim["task"] == task].set_index("representation")
+        metric = f"{st['protocol'].iloc[0]} {st['metric'].iloc[0]}"
+        best = st["mean"].idxmax()
+        s_struct = st["mean"].get("X_structural", float("nan"))
+        learned_trained = [r for r in st.index if (reps_meta.get(r) or {}).get("trained") is True]
+        gt = g[g["task"] == task] if not g.empty else g
+        parts = [f"**{task}** ({metric}): best {best} {st.loc[best, 'mean']:.3f}; X_structural {s_struct:.3f}"]
+        if "X_color" in st.index:
+            parts.append(f"X_color {st.loc['X_color', 'mean']:.3f}")
+        for ref in ("X_structural", "untrained twins"):
+            sub = gt[gt["reference"] == ref] if not gt.empty else gt
+            if not len(sub):
+                continue
+            sub_tr = sub[sub["representation"].isin(learned_trained)]
+            counts = sub["verdict"].value_counts().to_dict()
+            tr = ", ".join(f"{r}: {v} ({d:+.3f} [{lo:+.3f}, {hi:+.3f}])" for r, v, d, lo, hi in
+                           sub_tr[["representation", "verdict", "diff", "ci_low", "ci_high"]].itertuples(index=False))
+            parts.append(f"vs {ref}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+                         + (f"; trained networks: {tr}" if tr else ""))
+        tflags = [f for f in flags if task in f]
+        dis = [f for f in tflags if "order" in f.lower() or "disagree" in f.lower() or "rank" in f.lower()]
+        short = [f for f in tflags if "predicts" in f and "better than the label" in f]
+        parts.append(f"metric disagreement flags: {len(dis)}; shortcut/confound flags: {len(short)}")
+        lines.append("- " + "; ".join(parts))
+    return lines
+
+
+def gather(records: dict, args, command: str, t0: float) -> str:
+    summaries, gaps, probes, flags, reps_meta = [], [], [], [], {}
+    for name, rec in records.items():
+        out = args.outdir / name
+        if not rec["status"].startswith("done"):
+            continue
+        for lst, f in ((summaries, "summary.csv"), (gaps, "gaps.csv"), (probes, "probes.csv")):
+            if (out / f).is_file():
+                lst.append(pd.read_csv(out / f))
+        flags += [f"{name}: {f}" for f in rec.get("flags", [])]
+        man = out / "cache" / "samples.h5ad"
+        if man.is_file():
+            import anndata as ad
+
+            from tissuegraph.bench import _unplain_uns
+
+            s = ad.read_h5ad(man, backed="r")
+            reps_meta.update(_unplain_uns(dict(s.uns.get("representations", {}))))
+            s.file.close()
+    summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
+    gap = pd.concat(gaps, ignore_index=True) if gaps else pd.DataFrame()
+
+    la = os.getloadavg()
+    lines = ["# The study's claims, checked on the diagnostic benchmark and the real sets", "",
+             f"- command: `{command}`",
+             f"- tissuegraph {tg.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs shared with "
+             f"other sessions (this run at nice 19: its wall times are not speed measurements); load average "
+             f"{', '.join(f'{x:.2f}' for x in la)} when gathered", ""]
+    lines += ["## Configuration (what 'full' means in this run)", "",
+              "| set | status | samples | nuclei | configuration | seeds (twins) | evaluation splits | training epochs | "
+              "wall s | started (UTC) | load average (1 min) before / after |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, rec in records.items():
+        c = rec["config"]
+        f = args.outdir / name / "summary.csv"
+        n_eval = int(pd.read_csv(f)["n"].max()) if rec["status"].startswith("done") and f.is_file() else ""
+        lb, la_ = rec.get("load_before", [float("nan")])[0], rec.get("load_after", [float("nan")])[0]
+        lines.append(f"| {name} | {rec['status'][:160]} | {rec.get('n_samples', '')} | {rec.get('n_nuclei', '')} | "
+                     f"{json.dumps(c['dataset'])}" + (f"; steps not run: {', '.join(c['skipped_steps'])}" if c.get("skipped_steps") else "")
+                     + f" | {c['seeds']} | {n_eval} | GNN (DGI) {c['train_epochs']['gnn']}, CNN (SimCLR) "
+                     f"{c['train_epochs']['cnn']} | {rec.get('seconds', '')} | {rec.get('started', '')} | "
+                     f"{lb:.1f} / {la_:.1f} |")
+    cmds = sorted({r["command"] for r in records.values() if r.get("command")})
+    if cmds and cmds != [command]:
+        lines += ["", "The sets were run by (the same configuration; several processes so that they could run side by "
+                  "side):", ""] + [f"- `{c}`" for c in cmds]
+    skipped = {f"{n}: {k}": v for n, r in records.items() for k, v in (r.get("skipped") or {}).items()}
+    lines += ["", "Seeds: one untrained twin of every network per seed. Evaluation: grouped splits x seeds, the number "
+              "of (split, seed) pairs each score is averaged over is in the column above. Steps skipped or failed: " + ("; ".join(f"{k} ({v})" for k, v in skipped.items())
+                                                         or "none") + ".", ""]
+    if not summary.empty:
+        prim = _primary_rows(summary)
+        cols, cell = [], {}
+        for t in dict.fromkeys(prim["task"]):
+            st = prim[prim["task"] == t]
+            col = f"{t} ({st['protocol'].iloc[0]}, {st['metric'].iloc[0]})"
+            cols.append(col)
+            for _, r in st.iterrows():
+                cell[(r["representation"], col)] = _fmt(float(r["mean"]), float(r["ci_low"]), float(r["ci_high"]))
+        reps = sorted(dict.fromkeys(prim["representation"]),
+                      key=lambda r: (r != "X_structural", not str(r).startswith("X_color"),
+                                     bool((reps_meta.get(r) or {}).get("trained")), str(r)))
+        lines += ["## Scores: mean [95 % interval] of each task's primary metric", "",
+                  "| representation | family | trained | " + " | ".join(cols) + " |",
+                  "|---|---|---|" + "---|" * len(cols)]
+        for r in reps:
+            m = reps_meta.get(r) or {}
+            lines.append(f"| {r} | {m.get('family', '')} | {m.get('trained', '')} | "
+                         + " | ".join(cell.get((r, c), "") for c in cols) + " |")
+        lines.append("")
+        lines += ["## The study's claims, checked per task", ""] + claims(summary, gap, flags, reps_meta) + [""]
+    if not gap.empty:
+        pg = _primary_gaps(gap, summary)
+        counts = gap.groupby(["reference", "verdict"]).size().unstack(fill_value=0)
+        lines += ["## Baseline gaps: verdict counts over every metric and task", "", _md(counts), "",
+                  "## Baseline gaps on each task's primary metric", "",
+                  "| task | representation | reference | difference [95 % interval] | verdict |", "|---|---|---|---|---|"]
+        lines += [f"| {r.task} | {r.representation} | {r.reference} | {_fmt(r.diff, r.ci_low, r.ci_high)} | {r.verdict} |"
+                  for r in pg.itertuples(index=False)]
+        lines.append("")
+    lines += ["## Flags", ""] + ([f"- {f}" for f in flags] or ["- none"]) + [""]
+    lines += [f"Per-set outputs (summary.md, results.csv, gaps.csv, probes.csv, plots, report.html) were written to "
+              f"`{args.outdir}/<set>/`; gathered in {time.time() - t0:.0f} s.", ""]
+    text = "\n".join(lines)
+    args.write.parent.mkdir(parents=True, exist_ok=True)
+    args.write.with_suffix(".md").write_text(text)
+    if not summary.empty:
+        summary.to_csv(args.write.with_suffix(".csv"), index=False)
+    args.write.with_suffix(".json").write_text(json.dumps({
+        "command": command, "records": records, "gaps": gap.to_dict("records"), "flags": flags,
+        "probes": (pd.concat(probes, ignore_index=True).to_dict("records") if probes else []),
+        "load_average": la, "version": tg.__version__}, indent=1, default=str))
+    return text
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--outdir", type=Path, required=True, help="working folder (one sub-folder per data set)")
@@ -60,70 +293,46 @@ def main(argv=None) -> int:
     ap.add_argument("--segmenter", default="auto")
     ap.add_argument("--gnn-epochs", type=int, default=50, help="epochs of the self-supervised GNN (DGI)")
     ap.add_argument("--cnn-epochs", type=int, default=20,
-                    help="epochs of the self-supervised ResNet-18 (SimCLR; ~1-2 min per epoch per 50 crops on a "
-                         "busy 2-core CPU: use a GPU or fewer epochs)")
-    ap.add_argument("--write", type=Path, default=RESULTS / "paper_comparison", help="result stem (.md/.json)")
+                    help="epochs of the self-supervised ResNet-18 (SimCLR; ~1 CPU-minute per epoch per 500 crops of "
+                         "96 px on 2 cores: use a GPU or fewer epochs)")
+    ap.add_argument("--n-synthetic", type=int, default=96, help="diagnostic samples per factor")
+    ap.add_argument("--synthetic-size-um", type=float, default=160.0, help="edge of a diagnostic sample, µm")
+    ap.add_argument("--spot-sections", type=int, default=6, help="synthetic spot sections")
+    ap.add_argument("--spot-section-um", type=float, default=1000.0, help="edge of a synthetic spot section, µm")
+    ap.add_argument("--kather-per-class", type=int, default=None, help="tiles per class (default: all)")
+    ap.add_argument("--crchisto-images", type=int, default=None, help="CRCHisto images (default: all)")
+    ap.add_argument("--skip-steps", nargs="*", default=[], choices=["color", "gnn_untrained", "cnn_untrained",
+                                                                      "gnn_ssl", "cnn_ssl"],
+                    help="representation steps not to run (recorded in the results), e.g. cnn_ssl on a busy CPU")
+    ap.add_argument("--classification-also", nargs="*", default=["retrieval", "clustering"],
+                    choices=["retrieval", "clustering"],
+                    help="protocols scored beside classification on every classification task (the metric "
+                         "disagreement check compares their orderings); Leiden clustering per split is the slow one")
+    ap.add_argument("--rerun", action="store_true", help="run every set again even if it finished before")
+    ap.add_argument("--gather-only", action="store_true", help="only gather the sets that have finished")
+    ap.add_argument("--write", type=Path, default=RESULTS / "paper_comparison", help="result stem (.md/.csv/.json)")
     args = ap.parse_args(argv)
+    if not args.seeds:
+        raise SystemExit("--seeds needs at least one seed")
     tg.settings.progress = False
+    from tissuegraph._logging import set_verbosity
+
+    set_verbosity("INFO")  # the timings of every step go to stderr
     command = "PYTHONPATH=. python benchmarks/paper_comparison.py " + " ".join(sys.argv[1:] if argv is None else argv)
     t0 = time.time()
-    summaries, gaps, flags, status = [], [], [], {}
+    records = {}
     for name in args.datasets:
         if name not in ALL:
             raise SystemExit(f"unknown data set {name!r}; choose from {ALL}")
-        t1 = time.time()
-        try:
-            res = run_bench(name, args.outdir / name, quick=args.quick, seeds=tuple(args.seeds),
-                            segmenter=args.segmenter, command=command,
-                            train_epochs={"gnn": args.gnn_epochs, "cnn": args.cnn_epochs})
-        except tg.InputError as exc:  # missing data: reported, not fatal
-            status[name] = f"skipped: {exc}"
-            continue
-        except Exception as exc:  # noqa: BLE001 - one failing set must not lose the others
-            status[name] = f"failed: {exc!r}"
-            traceback.print_exc()
-            continue
-        status[name] = f"done in {time.time() - t1:.0f} s; skipped steps: {res.skipped or 'none'}"
-        if not res.summary.empty:
-            summaries.append(res.summary)
-        if not res.gaps.empty:
-            gaps.append(res.gaps)
-        flags += [f"{name}: {f}" for f in res.flags]
-    summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
-    gap = pd.concat(gaps, ignore_index=True) if gaps else pd.DataFrame()
-
-    lines = ["# The study's claims, checked on the diagnostic benchmark and the real sets", "",
-             f"- command: `{command}`", f"- tissuegraph {tg.__version__}, Python {platform.python_version()}, "
-             f"{os.cpu_count()} CPUs; load average {', '.join(f'{x:.2f}' for x in os.getloadavg())} at the end; "
-             f"total {time.time() - t0:.0f} s", ""]
-    lines += ["## Data sets", ""] + [f"- {k}: {v}" for k, v in status.items()] + [""]
-    if not summary.empty:
-        tasks = list(dict.fromkeys(summary["task"]))
-        cols, cell = [], {}
-        for t in tasks:
-            st = summary[summary["task"] == t]
-            proto, metric = _primary(st)
-            col = f"{t} ({proto}, {metric})"
-            cols.append(col)
-            for _, r in st[(st["protocol"] == proto) & (st["metric"] == metric)].iterrows():
-                cell[(r["representation"], col)] = _fmt(float(r["mean"]), float(r["ci_low"]), float(r["ci_high"]))
-        reps = list(dict.fromkeys(summary["representation"]))
-        lines += ["## Scores: mean [95 % interval]", "", "| representation | " + " | ".join(cols) + " |",
-                  "|---|" + "---|" * len(cols)]
-        lines += [f"| {r} | " + " | ".join(cell.get((r, c), "") for c in cols) + " |" for r in reps]
-        lines.append("")
-    if not gap.empty:
-        counts = gap.groupby(["reference", "verdict"]).size().unstack(fill_value=0)
-        lines += ["## Baseline gaps: verdict counts", "", _md(counts), "",
-                  "## Baseline gaps", "", _md(gap, index=False), ""]
-    lines += ["## Flags", ""] + ([f"- {f}" for f in flags] or ["- none"]) + [""]
-    args.write.parent.mkdir(parents=True, exist_ok=True)
-    args.write.with_suffix(".md").write_text("\n".join(lines))
-    args.write.with_suffix(".json").write_text(json.dumps({
-        "command": command, "status": status, "summary": summary.to_dict("records"),
-        "gaps": gap.to_dict("records"), "flags": flags, "load_average": os.getloadavg(),
-        "seconds": round(time.time() - t0, 1), "version": tg.__version__}, indent=1, default=str))
-    print("\n".join(lines))
+        if args.gather_only:
+            p = args.outdir / name / "paper.json"
+            records[name] = json.loads(p.read_text()) if p.is_file() else {
+                "config": {"dataset": dataset_config(name, args), "seeds": list(args.seeds),
+                           "train_epochs": {"gnn": args.gnn_epochs, "cnn": args.cnn_epochs}},
+                "status": "not run (no finished run in the output folder)"}
+        else:
+            records[name] = run_one(name, args, command)
+    print(gather(records, args, command, t0))
     return 0
 
 

@@ -203,3 +203,17 @@ def test_load_dataset_recognises_layouts(tmp_path):
 def test_load_dataset_her2st_folder(shared_data):
     ds = tg.bench.load_dataset(shared_data / "her2st" / "B4")
     assert ds.name == "her2st_B4" and ds.n_samples == 283
+
+
+def test_full_run_evaluates_with_the_runs_seeds(tiny, tmp_path):
+    """run_bench(seeds=...) are the seeds of the evaluation too (not evaluate's default 0, 1, 2)."""
+    calls = []
+
+    def recording_evaluate(samples, **kw):
+        calls.append(kw)
+        return fake_evaluate(samples, **kw)
+
+    res = run_bench(tiny, tmp_path / "full", quick=False, seeds=(4, 7), representations=[], evaluate=recording_evaluate,
+                    segmenter="watershed", progress=False)
+    assert calls and all(tuple(c["seeds"]) == (4, 7) and "n_splits" not in c for c in calls)
+    assert set(res.results["seed"]) == {4, 7}

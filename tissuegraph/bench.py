@@ -459,8 +459,11 @@ def _evaluate_tasks(samples, tasks: list[dict], evaluate: Callable, *, quick: bo
                 kwargs[opt] = t[opt]
         if _accepts(evaluate, "knn_k"):  # small sets: fewer neighbours than a training fold has samples
             kwargs["knn_k"] = int(max(3, min(20, sub.n_obs // 10)))
+        # the run's seeds are the evaluation's too (quick: the first seed, 3 splits)
         if quick:
             kwargs.update(n_splits=3, seeds=seeds[:1])
+        else:
+            kwargs.update(seeds=tuple(seeds))
         with timed(f"bench: evaluate {t['name']}"):
             evaluate(sub, **kwargs)
         ev = sub.uns.get(K.eval_key)

@@ -378,8 +378,8 @@ def write_report(outdir: str | os.PathLike, *, cells=None, samples=None, nuclei:
         # --- diagnostics
         body = []
         if res is not None:
-            flags = res.get("flags")
-            flags = [] if flags is None else list(np.ravel(flags))  # a list, or an array after an h5ad round trip
+            fl = res.get("flags")  # a list, or an array once stored in / read from .h5ad
+            flags = [] if fl is None else [str(f) for f in np.atleast_1d(fl)]
             if flags:
                 body.append('<div class="note"><b>Flags raised by the evaluation</b><ul>' +
                             "".join(f"<li>{html.escape(str(f))}</li>" for f in flags) + "</ul></div>")
