@@ -172,3 +172,25 @@ def test_no_network_pretrained_is_a_clear_error(tmp_path, monkeypatch):
     assert enc.parameters_sha256() == PatchEncoder("resnet18", seed=4).parameters_sha256()
     with pytest.raises(InputError, match="Unknown timm architecture"):
         PatchEncoder("resnet_nonexistent")
+
+
+def test_untrained_resnet_twins_have_live_residual_branches():
+    """timm zero-initialises the last norm gain of each residual block (a training trick); an untrained twin must
+    be a random network, so PatchEncoder turns that off (recorded), unless the user asks for it."""
+    from tissuegraph.models import PatchEncoder
+
+    def zero_gains(enc):
+        return [n for n, p in enc.model.named_parameters() if p.dim() == 1 and n.endswith("weight")
+                and float(p.detach().abs().sum()) == 0.0]
+
+    enc = PatchEncoder("resnet18", seed=0)
+    assert zero_gains(enc) == [] and enc.model_kwargs == {"zero_init_last": False}
+    timm_default = PatchEncoder("resnet18", seed=0, model_kwargs={"zero_init_last": True})
+    assert len(zero_gains(timm_default)) == 8  # bn2 of each of the 8 basic blocks
+    # the residual branches change the embedding
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert not torch.allclose(enc(x), timm_default(x))
+    # architectures without the option are built as before
+    vit = PatchEncoder("vit_tiny_patch16_224", img_size=32, seed=0)
+    assert "zero_init_last" not in vit.model_kwargs

@@ -175,19 +175,39 @@ class PatchEncoder(nn.Module):
         import timm
 
         self._takes_img_size = True
-        for attempt in (kw, {k: v for k, v in kw.items() if k != "img_size"}):
+        # Random weights mean random weights: timm starts the last norm gain of every residual block at zero
+        # (``zero_init_last=True``, a training trick), which would leave an untrained ResNet twin with silent
+        # residual branches (the stem plus the shortcuts). Architectures that take the option get it off,
+        # unless the user sets it; the effective value is kept in ``model_kwargs`` (provenance, save/load).
+        zero_default = "zero_init_last" not in self.model_kwargs
+        if zero_default:
+            kw = {**kw, "zero_init_last": False}
+        attempts = [kw, {k: v for k, v in kw.items() if k != "img_size"}]
+        i = 0
+        while i < len(attempts):
+            attempt = attempts[i]
+            i += 1
             try:
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(self.seed)
                     # pretrained=False always: timm must never reach for the network
-                    return timm.create_model(arch, pretrained=False, num_classes=0, in_chans=self.in_chans,
-                                             **attempt)
+                    model = timm.create_model(arch, pretrained=False, num_classes=0, in_chans=self.in_chans,
+                                              **attempt)
             except TypeError as exc:
+                if zero_default and "zero_init_last" in attempt and "zero_init_last" in str(exc):
+                    # this architecture has no such option: the same attempts without it
+                    attempts = [{k: v for k, v in a.items() if k != "zero_init_last"} for a in attempts]
+                    i -= 1
+                    zero_default = False
+                    continue
                 if "img_size" in attempt and "img_size" in str(exc) and "img_size" not in self.model_kwargs:
                     self._takes_img_size = False
                     continue
                 raise InputError(f"timm.create_model({arch!r}, ...) rejected the arguments {sorted(attempt)}: "
                                  f"{exc}") from exc
+            if zero_default:
+                self.model_kwargs["zero_init_last"] = False
+            return model
         raise AssertionError("unreachable")
 
     def _check_layer(self, layer) -> int:
