@@ -65,7 +65,8 @@ def _slide():
 def _timm_model(seed):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        m = timm.create_model(ARCH, pretrained=False, num_classes=0, in_chans=3)
+        # PatchEncoder builds random ResNets with live residual branches (zero_init_last=False)
+        m = timm.create_model(ARCH, pretrained=False, num_classes=0, in_chans=3, zero_init_last=False)
     return m.eval()
 
 

@@ -110,8 +110,8 @@ def test_same_seed_identical_different_seeds_and_trained_differ(tmp_path):
     tg.emb.patches(s, sl, model="resnet18", mpp=0.5, size=64, seed=0)
     assert np.array_equal(a, s.obsm["X_cnn_resnet18_untrained_s0"])  # a separate call: bit-identical
     tg.emb.patches(s, sl, model="resnet18", mpp=0.5, size=64, seed=0, num_workers=0, batch_size=2)
-    # other batches: the same up to float rounding of the convolution kernels
-    assert np.allclose(a, s.obsm["X_cnn_resnet18_untrained_s0"], rtol=1e-5, atol=1e-6)
+    # other batches: the same up to float32 rounding of the convolution kernels (through 8 live residual blocks)
+    assert np.allclose(a, s.obsm["X_cnn_resnet18_untrained_s0"], rtol=1e-4, atol=1e-5)
     assert not np.allclose(a, s.obsm["X_cnn_resnet18_untrained_s1"])
     # a "trained" encoder: weights from a file
     torch.save(PatchEncoder("resnet18", seed=42).model.state_dict(), tmp_path / "w.pt")
