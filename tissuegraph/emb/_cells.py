@@ -47,8 +47,7 @@ from .._contours import _polygon_pixels, tile_offset
 from .._errors import InputError
 from .._logging import logger, progress_bar, timed
 from .._settings import settings
-from . import _pixels as P
-from ._patches import _Reader, _check_layers, _encoders, _prefetch, _slug, encoder_record
+from ._patches import _Reader, _check_layers, _encoders, _prefetch, _slug, encoder_record, open_slides_channels
 from ._record import record_representation
 
 __all__ = ["cells"]
@@ -313,16 +312,7 @@ def cells(cells, slide: Any = None, *, nuclei: Any = None, model: Any = "resnet1
         sids0 = sorted(set(cells.obs[K.obs.slide].astype(str))) if K.obs.slide in cells.obs.columns else []
         if len(sids0) == 1:
             slide_mpp = get_mpp(cells, sids0[0], required=False)
-    slides, ids = P.open_slides(cells, slide, slide_mpp=slide_mpp)
-    n_ch = {s.channels for s in slides.values()}
-    if len(n_ch) != 1:
-        raise InputError(f"The slides have different channel counts {sorted(n_ch)}.")
-    n_ch = n_ch.pop()
-    if channels is not None:
-        channels = [int(c) for c in channels]
-        if not channels or any(c < 0 or c >= n_ch for c in channels):
-            raise InputError(f"channels must index the slide's {n_ch} channel(s), got {channels}.")
-    in_chans = n_ch if channels is None else len(channels)
+    slides, ids, channels, in_chans = open_slides_channels(cells, slide, slide_mpp=slide_mpp, channels=channels)
 
     # ViT: the network's input is the whole tile (core + 2 margins) = tile_size
     encoders = _encoders(model, weights=weights, seed=seed, seeds=seeds, in_chans=in_chans, size=tile_size,

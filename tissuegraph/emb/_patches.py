@@ -177,6 +177,21 @@ def _inputs_name(channels: int, mpp, size: int, value_range) -> str:
 # ---------------------------------------------------------------------------------------------------
 # shared by tg.emb.patches and tg.culture.embed_cells
 # ---------------------------------------------------------------------------------------------------
+def open_slides_channels(adata, slide, *, slide_mpp, channels):
+    """The slides of ``adata`` (one channel count for all), the checked ``channels`` selection and the number
+    of input channels it gives the network: ``(slides, ids, channels, in_chans)``."""
+    slides, ids = P.open_slides(adata, slide, slide_mpp=slide_mpp)
+    n_ch = {s.channels for s in slides.values()}
+    if len(n_ch) != 1:
+        raise InputError(f"The slides have different channel counts {sorted(n_ch)}.")
+    n_ch = n_ch.pop()
+    if channels is not None:
+        channels = [int(c) for c in channels]
+        if not channels or any(c < 0 or c >= n_ch for c in channels):
+            raise InputError(f"channels must index the slide's {n_ch} channel(s), got {channels}.")
+    return slides, ids, channels, (n_ch if channels is None else len(channels))
+
+
 def output_keys(encoders, layers: Sequence[int], key_added) -> list[str]:
     """One obsm key per (encoder, layer) output: default names (:func:`rep_name`), a prefix that gets
     ``_s<seed>`` / ``_<objective>`` / ``_l<layer>`` suffixes, or one name per output."""
@@ -329,16 +344,7 @@ def patches(samples, slide: Any = None, *, model: Any = "resnet18", weights: Any
         raise InputError(f"mpp must be positive (µm/px) or None, got {mpp}.")
     layers = _check_layers(layer)
     device = settings.device if device is None else str(device)
-    slides, ids = P.open_slides(samples, slide, slide_mpp=slide_mpp)
-    n_ch = {s.channels for s in slides.values()}
-    if len(n_ch) != 1:
-        raise InputError(f"The slides have different channel counts {sorted(n_ch)}.")
-    n_ch = n_ch.pop()
-    if channels is not None:
-        channels = [int(c) for c in channels]
-        if not channels or any(c < 0 or c >= n_ch for c in channels):
-            raise InputError(f"channels must index the slide's {n_ch} channel(s), got {channels}.")
-    in_chans = n_ch if channels is None else len(channels)
+    slides, ids, channels, in_chans = open_slides_channels(samples, slide, slide_mpp=slide_mpp, channels=channels)
     encoders = _encoders(model, weights=weights, seed=seed, seeds=seeds, in_chans=in_chans, size=size, mean=mean,
                          std=std, model_kwargs=model_kwargs)
     for enc in encoders:
