@@ -20,11 +20,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(code: str, *, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+def _run(code: str, *, timeout: int = 600, env: dict | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k != "TISSUEGRAPH_TF_RTLD_GLOBAL"}
     full_env.update({"TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, cwd=REPO)
+                          timeout=timeout, env=full_env, cwd=cwd)
 
 
 def _check(out: subprocess.CompletedProcess) -> str:
@@ -195,7 +195,11 @@ def test_readme_python_example_runs(tmp_path):
     code = _readme_example()
     assert '"slide.svs"' in code
     code = "import tissuegraph as tg\ntg.settings.progress = False\n" + code.replace('"slide.svs"', repr(str(slide.path)))
-    _check(_run(code + "\nprint('README example ok')"))
+    # in tmp_path: the example writes what a user's would (e.g. the saved model "gnn_dgi/"), never into the repo
+    _check(_run(code + "\nprint('README example ok')", cwd=tmp_path))
+    assert (tmp_path / "gnn_dgi" / "card.json").is_file()
+
+
 class _FakeLibc:
     def __init__(self):
         self.calls = []
