@@ -47,7 +47,8 @@ from .._contours import _polygon_pixels, tile_offset
 from .._errors import InputError
 from .._logging import logger, progress_bar, timed
 from .._settings import settings
-from ._patches import _Reader, _check_layers, _encoders, _prefetch, _slug, encoder_record, open_slides_channels
+from ._patches import (_Reader, _check_layers, _encoders, _prefetch, _slug, encoder_record, explicit_keys,
+                       open_slides_channels, unique_keys)
 from ._record import record_representation
 
 __all__ = ["cells"]
@@ -449,9 +450,5 @@ def _cell_keys(encoders, layers, key_added, pool) -> list[str]:
                 k += f"_l{v}"
             keys.append(k)
     else:
-        keys = [K.obsm.rep(k) for k in key_added]
-        if len(keys) != len(outputs):
-            raise InputError(f"key_added has {len(keys)} names for {len(outputs)} outputs (encoders x layers).")
-    if len(set(keys)) != len(keys):
-        raise InputError(f"Output keys collide: {keys}; pass key_added= with one name per output.")
-    return keys
+        keys = explicit_keys(key_added, len(outputs))
+    return unique_keys(keys)

@@ -192,6 +192,20 @@ def open_slides_channels(adata, slide, *, slide_mpp, channels):
     return slides, ids, channels, (n_ch if channels is None else len(channels))
 
 
+def explicit_keys(key_added: Sequence[str], n_outputs: int) -> list[str]:
+    """``obsm`` keys from a user's list of names, one per output (encoders x layers)."""
+    keys = [K.obsm.rep(k) for k in key_added]
+    if len(keys) != n_outputs:
+        raise InputError(f"key_added has {len(keys)} names for {n_outputs} outputs (encoders x layers).")
+    return keys
+
+
+def unique_keys(keys: list[str]) -> list[str]:
+    if len(set(keys)) != len(keys):
+        raise InputError(f"Output keys collide: {keys}; pass key_added= with one name per output.")
+    return keys
+
+
 def output_keys(encoders, layers: Sequence[int], key_added) -> list[str]:
     """One obsm key per (encoder, layer) output: default names (:func:`rep_name`), a prefix that gets
     ``_s<seed>`` / ``_<objective>`` / ``_l<layer>`` suffixes, or one name per output."""
@@ -211,12 +225,8 @@ def output_keys(encoders, layers: Sequence[int], key_added) -> list[str]:
                     k += f"_l{v}"
                 keys.append(k)
     else:
-        keys = [K.obsm.rep(k) for k in key_added]
-        if len(keys) != len(outputs):
-            raise InputError(f"key_added has {len(keys)} names for {len(outputs)} outputs (encoders x layers).")
-    if len(set(keys)) != len(keys):
-        raise InputError(f"Output keys collide: {keys}; pass key_added= with one name per output.")
-    return keys
+        keys = explicit_keys(key_added, len(outputs))
+    return unique_keys(keys)
 
 
 def pooled_embeddings(encoders, layers: Sequence[int], stream, *, n: int, device: str, total: int, desc: str,
