@@ -47,8 +47,8 @@ from .._contours import _polygon_pixels, tile_offset
 from .._errors import InputError
 from .._logging import logger, progress_bar, timed
 from .._settings import settings
-from ._patches import (_Reader, _check_layers, _encoders, _prefetch, _slug, encoder_record, explicit_keys,
-                       open_slides_channels, unique_keys)
+from ._patches import (_Reader, _check_layers, _encoders, _prefetch, _slug, encoder_record,
+                       open_slides_channels, output_keys, unique_keys)
 from ._record import record_representation
 
 __all__ = ["cells"]
@@ -431,24 +431,14 @@ def cells(cells, slide: Any = None, *, nuclei: Any = None, model: Any = "resnet1
 
 
 def _cell_keys(encoders, layers, key_added, pool) -> list[str]:
-    outputs = [(e, v) for e in encoders for v in layers]
-    if key_added is None:
-        keys = []
-        for e, v in outputs:
-            a = _slug(e.arch)
-            if a.startswith(e.family + "_"):
-                a = a[len(e.family) + 1:]
-            tail = f"untrained_s{e.seed}" if e.objective is None else _slug(e.objective)
-            keys.append(f"X_{e.family}_{a}_l{v}_{pool}_{tail}")
-    elif isinstance(key_added, str):
-        keys = []
-        for e, v in outputs:
-            k = K.obsm.rep(key_added)
-            if len(encoders) > 1:
-                k += f"_s{e.seed}" if e.objective is None else f"_{_slug(e.objective)}"
-            if len(layers) > 1:
-                k += f"_l{v}"
-            keys.append(k)
-    else:
-        keys = explicit_keys(key_added, len(outputs))
+    """Default names say the layer and the pooling; a prefix or a list of names works as for tg.emb.patches."""
+    if key_added is not None:
+        return output_keys(encoders, layers, key_added)
+    keys = []
+    for e in encoders:
+        a = _slug(e.arch)
+        if a.startswith(e.family + "_"):
+            a = a[len(e.family) + 1:]
+        tail = f"untrained_s{e.seed}" if e.objective is None else _slug(e.objective)
+        keys += [f"X_{e.family}_{a}_l{v}_{pool}_{tail}" for v in layers]
     return unique_keys(keys)
