@@ -136,3 +136,59 @@ def test_coral_aligns_each_batch_to_the_pooled_controls():
                                 (30 - 20) / np.sqrt(200) * s_all + m_all, 0 * s_all + m_all], rtol=1e-6)
     with pytest.raises(InputError, match="epsilon"):
         tg.culture.coral(one, epsilon=-1)
+
+
+def test_weight_reproducible_scales_by_icc_and_drops_nonpositive():
+    a = _wells(seed=3)
+    X = a.obsm["X_profile"].astype(float).copy()
+    icc = tg.culture.feature_reproducibility(a).to_numpy()
+    b = tg.culture.weight_reproducible(a, power=2.0, copy=True)
+    keep = np.flatnonzero(icc > 0)
+    assert list(b.uns["X_profile_names"]) == [f"f{j}" for j in keep]
+    np.testing.assert_allclose(b.obsm["X_profile"], X[:, keep] * icc[keep] ** 2, rtol=1e-5)
+    step = b.uns["representations"]["X_profile"]["params"]["steps"]
+    last = step[sorted(step)[-1]]
+    assert last["step"] == "weight_reproducible" and last["power"] == 2.0
+    np.testing.assert_allclose(last["weights"], icc[keep] ** 2)
+    # power 0 keeps the features with ICC > 0 unweighted (= select_reproducible with min_icc 0)
+    c = tg.culture.weight_reproducible(a, power=0.0, copy=True)
+    d = tg.culture.select_reproducible(a, min_icc=0.0, copy=True)
+    np.testing.assert_allclose(c.obsm["X_profile"], d.obsm["X_profile"])
+    assert np.array_equal(a.obsm["X_profile"], X.astype(np.float32))  # copy=True left the input alone
+    with pytest.raises(InputError, match="power"):
+        tg.culture.weight_reproducible(a, power=-1)
+
+
+def test_weight_reproducible_hand_worked():
+    obs = pd.DataFrame({"compound": ["a", "a", "b", "b", "b", "c"], "concentration": 1, "is_control": False},
+                       index=list("123456"))
+    a = ad.AnnData(obs=obs)
+    # column 0: the hand-worked ICC of test_feature_icc_hand_worked_unbalanced; column 1: no agreement (ICC < 0)
+    a.obsm["X_profile"] = np.array([[1.0, 0.0], [3.0, 5.0], [4.0, 0.0], [6.0, 5.0], [5.0, 2.5], [100.0, 1.0]])
+    tg.culture.weight_reproducible(a)
+    n0 = 5 - (4 + 9) / 5
+    icc = (10.8 - 4 / 3) / (10.8 + (n0 - 1) * 4 / 3)
+    np.testing.assert_allclose(a.obsm["X_profile"][:, 0], np.array([1.0, 3, 4, 6, 5, 100]) * icc, rtol=1e-6)
+    assert a.obsm["X_profile"].shape == (6, 1)
+
+
+def test_profile_pipeline_post_transform_and_weight():
+    from tissuegraph.culture._bench import _profile_pipeline
+
+    a = _wells(n_ctrl=30, d=6)
+    manual = a.copy()
+    _profile_pipeline(a, normalize="standardize", select="icc 0.1", align="ZCA eps 0.3", post="inverse_normal",
+                      weight="icc 1")
+    tg.culture.normalize(manual, method="standardize")
+    tg.culture.select_features(manual, operations=["missing", "variance"], na_cutoff=0.0)
+    tg.culture.select_reproducible(manual, min_icc=0.1)
+    tg.culture.spherize(manual, method="ZCA", epsilon=0.3, relative=True)
+    tg.culture.rank_transform(manual, method="inverse_normal", by=None)
+    tg.culture.weight_reproducible(manual, power=1.0)
+    np.testing.assert_allclose(a.obsm["X_profile"], manual.obsm["X_profile"], rtol=1e-5, atol=1e-6)
+    steps = [s["step"] for s in a.uns["representations"]["X_profile"]["params"]["steps"].values()]
+    assert steps[-3:] == ["spherize", "rank_transform", "weight_reproducible"]
+    with pytest.raises(InputError, match="post"):
+        _profile_pipeline(_wells(), normalize="standardize", post="nope")
+    with pytest.raises(InputError, match="weight"):
+        _profile_pipeline(_wells(), normalize="standardize", weight="pca 2")

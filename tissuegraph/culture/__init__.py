@@ -7,8 +7,8 @@
   (per-plate robust z-score / standardisation against controls), :func:`spherize` (ZCA/PCA whitening, TVN,
   fitted on controls), :func:`select_features` (missing values, variance, correlation), :func:`consensus`
   (treatment profiles); label-free additions: :func:`feature_reproducibility` / :func:`select_reproducible`
-  (ICC across replicate wells), :func:`rank_transform` (per-plate inverse-normal), :func:`factor_analysis`
-  (scikit-learn FA fitted on controls), :func:`coral` (per-batch covariance alignment to the pooled controls).
+  (ICC across replicate wells), :func:`weight_reproducible` (features weighted by that ICC),
+  :func:`rank_transform` (per-plate inverse-normal), :func:`factor_analysis` (scikit-learn FA fitted on controls), :func:`coral` (per-batch covariance alignment to the pooled controls).
 * A synthetic screen with ground truth: :func:`synthetic_plate` (mechanisms, plate/batch/edge effects).
 * Single cells: :func:`segment_cells` (StarDist nuclei + seeded watershed cells), :func:`cell_features`
   (CellProfiler-style per-cell features), :func:`single_cells` (a whole plate -> cells AnnData).
@@ -40,6 +40,7 @@ from ._profiles import (
     select_features,
     select_reproducible,
     spherize,
+    weight_reproducible,
 )
 from ._synthetic import MECHANISMS, SyntheticPlate, synthetic_plate
 from ._cells import cell_features, segment_cells, single_cells
@@ -60,6 +61,7 @@ __all__ = [
     "consensus",
     "feature_reproducibility",
     "select_reproducible",
+    "weight_reproducible",
     "rank_transform",
     "factor_analysis",
     "coral",

@@ -64,17 +64,21 @@ def _metrics(wells, rep: str, *, null_size: int, seed: int, metric: str, consens
 
 
 def _profile_pipeline(wells, *, normalize: str, corr: float | None = None, select: str = "none",
-                      transform: str = "none", align: str = "none", similarity: str = "cosine") -> None:
+                      transform: str = "none", align: str = "none", post: str = "none",
+                      weight: str = "none", similarity: str = "cosine") -> None:
     """The profile pipeline of the culture bench and ``benchmarks/bench_bbbc021.py`` (one code path).
 
     Per-plate normalisation against the controls; features non-finite anywhere dropped; ``select`` in
     ``'none'``, ``'corr T'``, ``'icc M'`` or ``'icc M + corr T'`` (``corr=T`` is the older spelling of
     ``'corr T'``); ``transform`` ``'none'`` or a :func:`rank_transform` method; ``align`` fitted on the
     controls only: ``'ZCA eps E'``, ``'TVN eps E'`` (PCA whitening), ``'CORAL eps E'`` (per batch) or
-    ``'FA N'`` (factor analysis). ``similarity`` is recorded by the caller.
+    ``'FA N'`` (factor analysis); ``post`` ``'none'`` or a :func:`rank_transform` method applied after the
+    alignment (pooled over all wells: whitened or aligned features made Gaussian again, per feature);
+    ``weight`` ``'none'`` or ``'icc P'``: last, every feature multiplied by its replicate ICC to the power P
+    (:func:`weight_reproducible`).  ``similarity`` is recorded by the caller.
     """
-    from ._profiles import coral, factor_analysis, rank_transform, select_features, select_reproducible, spherize
     from ._profiles import normalize as _norm
+    from ._profiles import rank_transform, select_features, select_reproducible, weight_reproducible
 
     _norm(wells, method=normalize)
     X = wells.obsm[C.profile].astype(float)
@@ -94,9 +98,26 @@ def _profile_pipeline(wells, *, normalize: str, corr: float | None = None, selec
             raise InputError(f"Unknown feature selection step {step!r}: use 'icc M' or 'corr T'.")
     if transform != "none":
         rank_transform(wells, method=transform, by=None)
-    if align == "none":
-        return
-    kind, value = align.split()[0], align.split()[-1]
+    if post not in ("none", "inverse_normal", "uniform"):
+        raise InputError(f"Unknown post transform {post!r}: use 'none', 'inverse_normal' or 'uniform'.")
+    if align != "none":
+        _align(wells, align)
+    if post != "none":
+        rank_transform(wells, method=post, by=None)
+    if weight != "none":
+        kind, _, value = weight.partition(" ")
+        if kind != "icc":
+            raise InputError(f"Unknown weight {weight!r}: use 'none' or 'icc P'.")
+        weight_reproducible(wells, power=float(value or 1.0))
+
+
+def _align(wells, align: str) -> None:
+    """One operation fitted on the controls (see :func:`_profile_pipeline`)."""
+    from ._profiles import coral, factor_analysis, spherize
+
+    tokens = align.split()
+    kind = tokens[0]
+    value = tokens[1] if kind == "FA" and len(tokens) > 1 else tokens[-1]  # 'FA 50' or 'FA 50 on DMSO'
     if kind == "ZCA":
         spherize(wells, method="ZCA", epsilon=float(value), relative=True)
     elif kind == "TVN":

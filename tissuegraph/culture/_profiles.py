@@ -24,7 +24,7 @@ from .._logging import logger
 from ._io import profile_record, set_representation
 
 __all__ = ["aggregate", "normalize", "spherize", "select_features", "consensus", "feature_reproducibility",
-           "select_reproducible", "rank_transform", "factor_analysis", "coral"]
+           "select_reproducible", "weight_reproducible", "rank_transform", "factor_analysis", "coral"]
 
 C = K.culture
 
@@ -452,6 +452,31 @@ def select_reproducible(samples, *, rep: str = C.profile, min_icc: float = 0.2,
     _put(samples, key, key_added, X[:, keep], [names[j] for j in keep],
          {"step": "select_reproducible", "min_icc": float(min_icc), "by": [by] if isinstance(by, str) else list(by),
           "rows": str(rows), "n_kept": int(keep.size), "n_in": len(names), "icc": np.nan_to_num(icc, nan=-9.0)})
+    return samples if copy else None
+
+
+def weight_reproducible(samples, *, rep: str = C.profile, power: float = 1.0,
+                        by: Sequence[str] = (C.compound, C.concentration), rows: Any = f"~{C.control}",
+                        key_added: str | None = None, copy: bool = False):
+    """Weight every feature by how reproducible it is: column ``j`` is multiplied by ``max(ICC_j, 0) ** power``
+    (ICC(1) across the replicate groups ``by``, see :func:`feature_reproducibility`); features with ICC <= 0 or
+    NaN get weight 0 and are dropped.  A soft form of :func:`select_reproducible` (label-free: replicate
+    identity only).  Use it last: a later rank transform or whitening undoes the weights.  The ICCs and
+    weights of the kept features are kept in the step's parameters."""
+    if not np.isfinite(power) or power < 0:
+        raise InputError(f"power must be a finite number >= 0, got {power!r}.")
+    samples = _prepare(samples, copy)
+    key, X, names = _get(samples, rep)
+    icc = feature_reproducibility(samples, rep=rep, by=by, rows=rows).to_numpy()
+    keep = np.flatnonzero(np.nan_to_num(icc, nan=-np.inf) > 0)
+    if keep.size == 0:
+        raise InputError(f"no feature has ICC above 0 (max {np.nanmax(icc) if np.isfinite(icc).any() else np.nan}); "
+                         "the replicate wells do not agree on any feature.")
+    w = icc[keep] ** float(power)
+    logger.info("weight_reproducible: %d of %d features with ICC > 0", keep.size, len(names))
+    _put(samples, key, key_added, X[:, keep] * w[None, :], [names[j] for j in keep],
+         {"step": "weight_reproducible", "power": float(power), "by": [by] if isinstance(by, str) else list(by),
+          "rows": str(rows), "n_kept": int(keep.size), "n_in": len(names), "icc": icc[keep], "weights": w})
     return samples if copy else None
 
 
