@@ -130,7 +130,8 @@ def _align(wells, align: str) -> None:
         raise InputError(f"Unknown alignment {align!r}: use 'ZCA eps E', 'TVN eps E', 'CORAL eps E' or 'FA N'.")
 
 
-#: the label-free choice of ``benchmarks/bench_bbbc021.py`` (benchmarks/results/bbbc021.md), and the reference
+#: the label-free choice of the second grid of ``benchmarks/bench_bbbc021.py``, and the reference; the third grid's
+#: criteria (replicate or compound identity) picked worse pipelines, so this one is kept (benchmarks/results/bbbc021.md)
 BBBC021_PIPELINES = {
     "X_profile": dict(normalize="standardize", select="icc 0.2 + corr 0.9", transform="inverse_normal",
                       align="CORAL eps 0.3", similarity="correlation"),
