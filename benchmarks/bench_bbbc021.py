@@ -383,9 +383,9 @@ def report(df, a, t0, wells):
           "It mirrors NSC's setting (treatment-level nearest neighbours, other treatments as candidates) with "
           "compound identity in place of the mechanism.  DMSO batch mAP: DMSO wells retrieving the DMSO wells of "
           "their own batch (batch information left in the profiles; lower is better).  **v2 failed** (its choice "
-          "below has NSC ~0.5): every compound's concentrations sit on the same three plates, so compound "
-          "retrieval among all treatments is partly plate retrieval, and full whitening on DMSO (TVN) sharpens "
-          "plate residue.",
+          f"below has NSC {chosen_v2.NSC:.3f}).  A first guess - every compound's concentrations sit on the same "
+          "three plates, so compound retrieval among all treatments is partly plate retrieval - led to v3, which "
+          "rules the plates out and fails the same way (see the conclusion).",
           "* **v3 (the choice reported as chosen): within-batch compound mAP - DMSO batch mAP.**  The same "
           "retrieval with candidates restricted to the query's own batch (the same plates as the query's compound), "
           "so that plate residue cannot make a compound's treatments alike.  Defined after v2's grid had been "
