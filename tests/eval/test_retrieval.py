@@ -128,13 +128,21 @@ def test_equal_to_copairs(metric, integer, tmp_path):
     pd.testing.assert_frame_equal(m, m2)
 
 
-def test_null_equals_copairs_in_chunks():
+@pytest.mark.parametrize("num_pos, total, seed", [
+    (1, 5, 0), (3, 70, 11), (2, 2, 1), (6, 6, 2), (5, 6, 3), (25, 300, 8095),
+    (8, 100, 1), (9, 1000, 2), (33, 64, 9),       # 8+ positives: numpy's 8-accumulator float32 sum
+    (130, 1000, 4), (300, 2000, 5),               # > 128 positives: numpy's pairwise split; > 32: np.sort path
+    (4, 70000, 5), (129, 70000, 6), (1, 65536, 4),  # total >= 2**16: uint32 positions, AP in float64
+    (2, 65535, 7),                                # the last uint16 total
+])
+def test_null_equals_copairs(num_pos, total, seed):
     compute = pytest.importorskip("copairs.compute")
-    # chunks of 7 null samples: the PCG64 stream (and its buffered 32-bit half) carries over between chunks
-    for num_pos, total, seed in [(1, 5, 0), (3, 70, 11), (4, 70000, 5), (2, 2, 1), (6, 6, 2), (25, 300, 8095)]:
-        ref = compute.random_ap(40, num_pos, total, seed)
-        np.testing.assert_array_equal(_random_ap(40, num_pos, total, seed, chunk_elements=7 * num_pos), ref)
-        np.testing.assert_array_equal(_random_ap(40, num_pos, total, seed), ref)
+    # the kernel replays numpy's PCG64 in 4 interleaved lanes through buffer refills of 512 draws: 300 null
+    # samples of these sizes cross many refills and every power-of-two mask band
+    ref = compute.random_ap(300, num_pos, total, seed)
+    got = _random_ap(300, num_pos, total, seed)
+    assert got.dtype == ref.dtype == np.float32
+    np.testing.assert_array_equal(got, ref)
 
 
 def test_map_finds_the_signal():

@@ -20,9 +20,9 @@ ranked.  What copairs does, and what this module therefore does too:
 What differs is the cost: similarities come from blocked matrix products (``block_size`` queries at a time;
 never an n x n matrix), and each query's ranks come from a compiled pass over its row, O(n log M), instead of
 materialising and sorting every pair.  The null distributions replay copairs' random stream draw for draw in a
-compiled kernel (:mod:`._null_kernel`: numpy's PCG64 and Fisher-Yates shuffle) that keeps only the positives'
-positions, so memory stays O(n) (copairs allocates ``null_size x n`` at once); with ``n_jobs > 1`` they are
-drawn in a thread while the APs are computed.
+compiled kernel (:mod:`._null_kernel`: numpy's PCG64 and Fisher-Yates shuffle, one row at a time, with the
+AP of each row computed in the kernel), so memory stays O(n) (copairs allocates ``null_size x n`` at once);
+with ``n_jobs > 1`` the configurations are drawn in threads while the APs are computed.
 
 Within the precision of the float32 keys the results equal copairs' (the tests check 1e-9 on AP and mAP
 and identical p-values).  Only candidates whose float64 similarities straddle a float32 rounding boundary
@@ -190,9 +190,12 @@ def _null_kernel():
     """The compiled null-distribution kernel (:mod:`._null_kernel`; numba is imported on first use)."""
     global _NULL_KERNEL
     if _NULL_KERNEL is None:
-        from ._null_kernel import null_sets
+        from ._null_kernel import null_aps
 
-        _NULL_KERNEL = null_sets
+        # compile (or load from numba's cache) here, in one thread, before any thread pool calls it
+        lanes, jump = _pcg_lanes(0)
+        null_aps(lanes, jump, 1, 1, 3, np.empty(1, dtype=np.float32))
+        _NULL_KERNEL = null_aps
     return _NULL_KERNEL
 
 
@@ -263,29 +266,41 @@ def average_precision(X: Any, labels: Any, *, metric: str = "cosine", block_size
     return _average_precision(P, codes, metric, block_size, n_jobs=settings.resolve_n_jobs(n_jobs))
 
 
-def _random_ap(null_size: int, num_pos: int, total: int, seed: int, chunk_elements: int = 1 << 22) -> np.ndarray:
-    """copairs.compute.random_ap, bit for bit (same seed stream and shuffle, see :func:`_null_kernel`), in
-    chunks of null samples so that memory stays bounded for any ``null_size``."""
-    rng = np.random.default_rng(seed)
-    bg = rng.bit_generator
-    if type(bg).__name__ != "PCG64":  # pragma: no cover - numpy's default_rng is PCG64 since 1.17
-        raise RuntimeError(f"numpy's default_rng uses {type(bg).__name__}, expected PCG64")
+# ------------------------------------------------------------------------------ null distributions
+
+_PCG_MULT = 0x2360ED051FC65DA44385DF649FCCF645  # PCG_DEFAULT_MULTIPLIER_128
+_M128 = (1 << 128) - 1
+
+
+def _pcg_lanes(seed: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """numpy's ``default_rng(seed)`` as the 4 interleaved PCG64 lanes of :func:`._null_kernel.null_aps`: the
+    states after 1, 2, 3 and 4 outputs (hi, lo) and the 4-step jump (multiplier**4, increment of 4 steps)."""
+    bg = np.random.default_rng(seed).bit_generator
     st = bg.state
-    mask64 = (1 << 64) - 1
-    state = np.array([st["state"]["state"] >> 64, st["state"]["state"] & mask64, st["state"]["inc"] >> 64,
-                      st["state"]["inc"] & mask64, st["has_uint32"], st["uinteger"]], dtype=np.uint64)
-    kernel = _null_kernel()
-    dtype = np.uint16 if total < 2 ** 16 else np.uint32
-    ranks = np.arange(1, num_pos + 1, dtype=np.float32)
+    if st["bit_generator"] != "PCG64" or st["has_uint32"]:  # pragma: no cover - default_rng is PCG64 since 1.17
+        raise RuntimeError(f"numpy's default_rng gives {st['bit_generator']!r} (buffered: {st['has_uint32']}); "
+                           "expected a fresh PCG64")
+    s, c = st["state"]["state"], st["state"]["inc"]
+    lanes = []
+    for _ in range(4):
+        s = (s * _PCG_MULT + c) & _M128
+        lanes.append(s)
+    a4 = pow(_PCG_MULT, 4, 1 << 128)
+    c4 = (c * (1 + _PCG_MULT + _PCG_MULT ** 2 + _PCG_MULT ** 3)) & _M128
+    m64 = (1 << 64) - 1
+    split = lambda v: (v >> 64, v & m64)  # noqa: E731
+    return (np.array([split(v) for v in lanes], dtype=np.uint64),
+            np.array([*split(a4), *split(c4)], dtype=np.uint64))
+
+
+def _random_ap(null_size: int, num_pos: int, total: int, seed: int | None) -> np.ndarray:
+    """copairs.compute.random_ap, bit for bit (same seed stream, shuffle and float32 AP; see
+    :mod:`._null_kernel`), in O(null_size + total) memory (copairs: null_size x total)."""
+    if total <= 1 or num_pos >= total:  # every sample keeps positions 0..num_pos-1: AP 1, whatever is drawn
+        return np.ones(null_size, dtype=np.float32)
+    lanes, jump = _pcg_lanes(seed)
     out = np.empty(null_size, dtype=np.float32)
-    rows = max(1, chunk_elements // max(num_pos, 1))
-    pos = np.empty((min(rows, null_size), num_pos), dtype=np.int64)
-    for s in range(0, null_size, rows):
-        k = min(rows, null_size - s)
-        kernel(state, k, num_pos, total, pos[:k])  # advances `state` in place
-        rel_k = np.sort(pos[:k].astype(dtype), axis=1)
-        pr_k = ranks / (rel_k + 1)  # copairs.compute.average_precision, same dtypes
-        out[s:s + k] = (pr_k.sum(axis=1) / num_pos).astype(np.float32)
+    _null_kernel()(lanes, jump, null_size, num_pos, total, out)
     return out
 
 
@@ -318,27 +333,42 @@ def _expected_ap(M: np.ndarray, L: np.ndarray) -> np.ndarray:
     return mu
 
 
-def _null_distributions(uconfs: np.ndarray, null_size: int, seed: int | None, n_jobs: int) -> np.ndarray:
+def _null_distributions(uconfs: np.ndarray, null_size: int, seed: int | None, n_jobs: int, pool=None):
     """copairs.compute.get_null_dists without its disk cache: one null per (num_pos, total) configuration,
-    configuration i drawn from ``default_rng(seeds[i])`` with ``seeds = default_rng(seed).integers(8096, ...)``."""
+    configuration i drawn from ``default_rng(seeds[i])`` with ``seeds = default_rng(seed).integers(8096, ...)``.
+
+    Each configuration is one task (its stream is serial).  With a thread ``pool`` the tasks are submitted to
+    it (the largest first) and a function that waits for them and returns the nulls is returned, so that other
+    work can run meanwhile; without one the nulls are returned (computed in ``n_jobs`` threads)."""
     seeds = np.random.default_rng(seed).integers(8096, size=len(uconfs))
     nulls = np.empty((len(uconfs), null_size), dtype=np.float32)
 
     def one(i):
         nulls[i] = _random_ap(null_size, int(uconfs[i, 0]), int(uconfs[i, 1]), int(seeds[i]))
 
-    _null_kernel()  # compile before threads start
-    it = progress(range(len(uconfs)), total=len(uconfs), desc="mAP null distributions", unit="conf")
-    if n_jobs > 1 and len(uconfs) > 1:
+    _null_kernel()  # compile (or load) before threads start
+    order = np.argsort(-uconfs[:, 1], kind="stable") if len(uconfs) else []  # the longest streams first
+
+    def finish(futs=None):
+        if futs is None:
+            for i in progress(order, total=len(order), desc="mAP null distributions", unit="conf"):
+                one(i)
+        else:
+            from concurrent.futures import as_completed
+
+            for f in progress(as_completed(futs), total=len(futs), desc="mAP null distributions", unit="conf"):
+                f.result()
+        return nulls
+
+    if pool is not None:
+        futs = [pool.submit(one, i) for i in order]
+        return lambda: finish(futs)
+    if n_jobs > 1 and len(order) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(n_jobs) as pool:
-            for _ in pool.map(one, it):
-                pass
-    else:
-        for i in it:
-            one(i)
-    return nulls
+        with ThreadPoolExecutor(n_jobs) as own:
+            return finish([own.submit(one, i) for i in order])
+    return finish()
 
 
 def mean_average_precision(X: Any, labels: Any, *, metric: str = "cosine", null_size: int = 10000,
@@ -396,26 +426,24 @@ def mean_average_precision(X: Any, labels: Any, *, metric: str = "cosine", null_
     confs = np.stack([npos[idx], total], axis=1)
     uconfs, rev = np.unique(confs, axis=0, return_inverse=True)
     rev = rev.ravel()
-    nulls = fut = None
-    pool = None
-    if idx.size:
-        if P is not None and n_jobs > 1:
-            from concurrent.futures import ThreadPoolExecutor
+    nulls = finish = pool = None
+    if idx.size and n_jobs > 1 and P is not None:
+        # the null distributions depend on the label counts only: their tasks run in threads while the APs
+        # are computed
+        from concurrent.futures import ThreadPoolExecutor
 
-            pool = ThreadPoolExecutor(1)
-            fut = pool.submit(_null_distributions, uconfs, null_size, seed, 1)
-        else:
-            nulls = _null_distributions(uconfs, null_size, seed, n_jobs) if P is None else None
+        pool = ThreadPoolExecutor(n_jobs)
+        finish = _null_distributions(uconfs, null_size, seed, n_jobs, pool=pool)
     try:
         if P is not None:
             ap = _average_precision(P, codes, metric, block_size, n_jobs=n_jobs)
-        if fut is not None:
-            nulls = fut.result()
-        elif nulls is None and idx.size:
+        if finish is not None:
+            nulls = finish()
+        elif idx.size:
             nulls = _null_distributions(uconfs, null_size, seed, n_jobs)
     finally:
         if pool is not None:
-            pool.shutdown()
+            pool.shutdown(cancel_futures=True)
     valid = (npos > 0) & ~np.isnan(ap)
     if not valid.any():
         logger.warning("mean_average_precision: no label occurs twice; nothing to score.")
