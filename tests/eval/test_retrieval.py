@@ -128,6 +128,28 @@ def test_equal_to_copairs(metric, integer, tmp_path):
     pd.testing.assert_frame_equal(m, m2)
 
 
+@pytest.mark.parametrize("integer", [False, True])
+def test_ap_both_rank_paths_equal_copairs(integer):
+    # labels with 2..12 rows take the counting passes, larger ones the binary search (_FEW_POSITIVES = 12);
+    # integer profiles give many exact ties between positives, negatives and the query itself
+    cmap = pytest.importorskip("copairs.map")
+    from tissuegraph.eval._retrieval import _FEW_POSITIVES
+
+    X, _ = _data(seed=7, n=260, integer=integer)
+    sizes = [2, 3, 5, _FEW_POSITIVES, _FEW_POSITIVES + 1, _FEW_POSITIVES + 2, 40, 60]
+    lab = np.repeat([f"g{k}" for k in range(len(sizes))], sizes)
+    lab = np.concatenate([lab, np.array(["solo"] * (260 - lab.size))]).astype(object)
+    lab[-1] = "single"  # a label with one row: AP NaN
+    lab = np.random.default_rng(3).permutation(lab)
+    for metric in ("cosine", "euclidean"):
+        ref = cmap.average_precision(pd.DataFrame({"label": lab}), X, pos_sameby=["label"], pos_diffby=[],
+                                     neg_sameby=[], neg_diffby=["label"], distance=metric, progress_bar=False)
+        ap = average_precision(X, lab, metric=metric)
+        r = ref["average_precision"].to_numpy()
+        np.testing.assert_array_equal(np.isnan(ap), np.isnan(r))
+        assert np.nanmax(np.abs(ap - r)) < 1e-9
+
+
 @pytest.mark.parametrize("num_pos, total, seed", [
     (1, 5, 0), (3, 70, 11), (2, 2, 1), (6, 6, 2), (5, 6, 3), (25, 300, 8095),
     (8, 100, 1), (9, 1000, 2), (33, 64, 9),       # 8+ positives: numpy's 8-accumulator float32 sum

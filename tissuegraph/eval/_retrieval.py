@@ -125,6 +125,7 @@ def _rows_per_block(block_size: int, n: int) -> int:
 # ------------------------------------------------------------------------------------ compiled kernel
 
 _KERNEL = None
+_FEW_POSITIVES = 12  # up to this many positives a query's ranks come from counting passes, else a binary search
 
 
 def _kernel():
@@ -137,6 +138,7 @@ def _kernel():
     def ap_rows(S, q0, codes, order, starts, out):  # pragma: no cover - compiled
         b, n = S.shape
         one = np.float32(1.0)
+        keys = np.empty(n, dtype=np.float32)
         for r in range(b):
             q = q0 + r
             c = codes[q]
@@ -154,6 +156,26 @@ def _kernel():
                     pk[t] = one - np.float32(S[r, j])  # copairs stores similarities as float32
                     t += 1
             pk.sort()
+            s = 0.0
+            if m <= _FEW_POSITIVES:
+                # few positives: the negatives ranked before positive k are the candidates with a key below
+                # pk[k] (a tied negative comes after), minus the positives below it and the query itself.
+                # One branch-free (vectorised) counting pass per positive.
+                for j in range(n):
+                    keys[j] = one - np.float32(S[r, j])
+                kq = keys[q]
+                below = 0  # positives with a key strictly below pk[k]
+                for k in range(m):
+                    while below < k and pk[below] < pk[k]:
+                        below += 1
+                    v = pk[k]
+                    cnt = 0
+                    for j in range(n):
+                        cnt += keys[j] < v
+                    neg = cnt - below - (1 if kq < v else 0)
+                    s += (k + 1.0) / (k + 1.0 + neg)
+                out[r] = s / m
+                continue
             cnt = np.zeros(m + 1, dtype=np.int64)
             for j in range(n):
                 if codes[j] == c:
@@ -170,7 +192,6 @@ def _kernel():
                         z = mid
                 cnt[a] += 1
             acc = 0
-            s = 0.0
             for k in range(m):
                 acc += cnt[k]  # negatives strictly before the k-th positive
                 s += (k + 1.0) / (k + 1.0 + acc)
