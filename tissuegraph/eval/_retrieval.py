@@ -31,6 +31,7 @@ by less than ~1e-16 could be ordered differently.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -220,8 +221,21 @@ def _null_kernel():
     return _NULL_KERNEL
 
 
+def _blas_single_thread():
+    """A context in which BLAS runs on one thread (threadpoolctl), or a no-op where it is not installed."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency of scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
 def _average_precision(P: np.ndarray, codes: np.ndarray, metric: str, block_size: int,
-                       desc: str = "average precision", n_jobs: int = 1) -> np.ndarray:
+                       desc: str = "average precision", n_jobs: int = 1, pool=None) -> np.ndarray:
+    """AP of every row.  With ``n_jobs > 1`` the row blocks are tasks of a thread pool (``pool``, else one of
+    its own): each computes its similarity block and ranks it, BLAS on one thread per task (set by the caller
+    when it passes a pool), so that the tasks, and other work on the same pool, share the cores without
+    BLAS's own threads competing with them."""
     n = P.shape[0]
     order = np.argsort(codes, kind="stable").astype(np.int64)
     starts = np.zeros(codes.max() + 2, dtype=np.int64)
@@ -230,29 +244,29 @@ def _average_precision(P: np.ndarray, codes: np.ndarray, metric: str, block_size
     sq = np.einsum("ij,ij->i", P, P) if metric == "euclidean" else None
     step = _rows_per_block(block_size, n)
     out = np.empty(n, dtype=np.float64)
-    blocks = range(0, n, step)
-    pool = None
-    if n_jobs > 1:
+
+    def block(q0, q1):
+        S = similarity_block(P, slice(q0, q1), metric, sq=sq)  # float64; the kernel rounds each to float32
+        kernel(S, q0, codes, order, starts, out[q0:q1])
+
+    if n_jobs <= 1:
+        blocks = range(0, n, step)
+        for q0 in progress(blocks, total=len(blocks), desc=desc, unit="block"):
+            block(q0, min(q0 + step, n))
+        return out
+    # at least 4 tasks per thread (balance); n_jobs blocks are in memory at a time: together ~ one block
+    step = max(1, min(step // n_jobs, -(-n // (4 * n_jobs))))
+    bounds = [(q0, min(q0 + step, n)) for q0 in range(0, n, step)]
+    if pool is None:
         from concurrent.futures import ThreadPoolExecutor
 
-        pool = ThreadPoolExecutor(n_jobs)
-    try:
-        for q0 in progress(blocks, total=len(blocks), desc=desc, unit="block"):
-            rows = slice(q0, min(q0 + step, n))
-            S = similarity_block(P, rows, metric, sq=sq)  # float64; the kernel rounds each to float32
-            o = out[rows]
-            if pool is None or S.shape[0] < 2 * n_jobs:
-                kernel(S, q0, codes, order, starts, o)
-                continue
-            # the kernel releases the GIL: split the block's rows over threads
-            cuts = np.linspace(0, S.shape[0], n_jobs + 1).astype(int)
-            futs = [pool.submit(kernel, S[a:b], q0 + a, codes, order, starts, o[a:b])
-                    for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
-            for f in futs:
-                f.result()
-    finally:
-        if pool is not None:
-            pool.shutdown()
+        with ThreadPoolExecutor(n_jobs) as own, _blas_single_thread():
+            return _average_precision(P, codes, metric, block_size, desc, n_jobs, pool=own)
+    from concurrent.futures import as_completed
+
+    futs = [pool.submit(block, q0, q1) for q0, q1 in bounds]
+    for f in progress(as_completed(futs), total=len(futs), desc=desc, unit="block"):
+        f.result()
     return out
 
 
@@ -448,23 +462,23 @@ def mean_average_precision(X: Any, labels: Any, *, metric: str = "cosine", null_
     uconfs, rev = np.unique(confs, axis=0, return_inverse=True)
     rev = rev.ravel()
     nulls = finish = pool = None
-    if idx.size and n_jobs > 1 and P is not None:
-        # the null distributions depend on the label counts only: their tasks run in threads while the APs
-        # are computed
-        from concurrent.futures import ThreadPoolExecutor
+    with contextlib.ExitStack() as stack:
+        if n_jobs > 1 and (idx.size or P is not None):
+            # one pool of n_jobs threads for everything: the null distributions (their tasks first: each is
+            # one serial stream) and the APs' row blocks, BLAS on one thread per task
+            from concurrent.futures import ThreadPoolExecutor
 
-        pool = ThreadPoolExecutor(n_jobs)
-        finish = _null_distributions(uconfs, null_size, seed, n_jobs, pool=pool)
-    try:
+            pool = stack.enter_context(ThreadPoolExecutor(n_jobs))
+            stack.callback(pool.shutdown, cancel_futures=True)
+            stack.enter_context(_blas_single_thread())
+            if idx.size:
+                finish = _null_distributions(uconfs, null_size, seed, n_jobs, pool=pool)
         if P is not None:
-            ap = _average_precision(P, codes, metric, block_size, n_jobs=n_jobs)
+            ap = _average_precision(P, codes, metric, block_size, n_jobs=n_jobs, pool=pool)
         if finish is not None:
             nulls = finish()
         elif idx.size:
             nulls = _null_distributions(uconfs, null_size, seed, n_jobs)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
     valid = (npos > 0) & ~np.isnan(ap)
     if not valid.any():
         logger.warning("mean_average_precision: no label occurs twice; nothing to score.")
