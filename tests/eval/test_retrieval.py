@@ -187,3 +187,25 @@ def test_threads_do_not_change_the_result():
     m3 = mean_average_precision(X, lab, null_size=200, seed=5, n_jobs=2, ap=ap1)
     pd.testing.assert_frame_equal(m1, m2)
     pd.testing.assert_frame_equal(m1, m3)
+
+
+def test_threads_leave_blas_settings_alone():
+    # with n_jobs > 1 BLAS runs on one thread per task during the call (threadpoolctl); afterwards, also after
+    # concurrent calls from several threads and a call rejected on its input, the previous setting is back
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from concurrent.futures import ThreadPoolExecutor
+
+    def blas_threads():
+        return [d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
+
+    X, lab = _data(seed=5)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        before = blas_threads()
+        ref = mean_average_precision(X, lab, null_size=100, seed=1, n_jobs=1)
+        with ThreadPoolExecutor(3) as ex:
+            outs = list(ex.map(lambda s: mean_average_precision(X, lab, null_size=100, seed=1, n_jobs=2), range(3)))
+        for o in outs:
+            pd.testing.assert_frame_equal(o, ref)
+        with pytest.raises(InputError):
+            mean_average_precision(X, lab, null_size=0, n_jobs=2)
+        assert blas_threads() == before

@@ -32,6 +32,7 @@ by less than ~1e-16 could be ordered differently.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any
 
 import numpy as np
@@ -221,13 +222,31 @@ def _null_kernel():
     return _NULL_KERNEL
 
 
+_BLAS_LOCK = threading.Lock()
+_BLAS_STATE: dict = {"users": 0, "limiter": None}
+
+
+@contextlib.contextmanager
 def _blas_single_thread():
-    """A context in which BLAS runs on one thread (threadpoolctl), or a no-op where it is not installed."""
+    """BLAS on one thread while inside (threadpoolctl; a no-op where it is not installed).  Process-wide, as
+    BLAS's thread count is: concurrent calls share one limit, and the first to enter sets it and the last to
+    leave restores the previous setting (so calls from several threads cannot leave BLAS limited)."""
+    with _BLAS_LOCK:
+        if _BLAS_STATE["users"] == 0:
+            try:
+                from threadpoolctl import threadpool_limits
+            except ImportError:  # pragma: no cover - a dependency of scikit-learn
+                threadpool_limits = None
+            _BLAS_STATE["limiter"] = threadpool_limits(1, user_api="blas") if threadpool_limits else None
+        _BLAS_STATE["users"] += 1
     try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - a dependency of scikit-learn
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_STATE["users"] -= 1
+            if _BLAS_STATE["users"] == 0 and _BLAS_STATE["limiter"] is not None:
+                _BLAS_STATE["limiter"].restore_original_limits()
+                _BLAS_STATE["limiter"] = None
 
 
 def _average_precision(P: np.ndarray, codes: np.ndarray, metric: str, block_size: int,
