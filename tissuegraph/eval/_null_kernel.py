@@ -27,14 +27,17 @@ from numba.extending import intrinsic
 
 
 @intrinsic
-def mulhi64(typingctx, a, b):
-    """High 64 bits of the 128-bit product a * b (one MUL instruction on x86-64)."""
-    sig = types.uint64(types.uint64, types.uint64)
+def mul128(typingctx, a, b):
+    """(high, low) 64 bits of the 128-bit product a * b (one MUL instruction on x86-64)."""
+    sig = types.UniTuple(types.uint64, 2)(types.uint64, types.uint64)
 
     def codegen(context, builder, signature, args):
         i128 = ir.IntType(128)
+        i64 = ir.IntType(64)
         prod = builder.mul(builder.zext(args[0], i128), builder.zext(args[1], i128))
-        return builder.trunc(builder.lshr(prod, ir.Constant(i128, 64)), ir.IntType(64))
+        hi = builder.trunc(builder.lshr(prod, ir.Constant(i128, 64)), i64)
+        lo = builder.trunc(prod, i64)
+        return context.make_tuple(builder, signature.return_type, (hi, lo))
 
     return sig, codegen
 
@@ -186,20 +189,20 @@ def _refill(lanes, jump, buf):  # pragma: no cover - compiled
         buf[q + 5] = o2 >> s32
         buf[q + 6] = o3 & M32
         buf[q + 7] = o3 >> s32
-        n0 = l0 * Alo
-        h0 = h0 * Alo + l0 * Ahi + mulhi64(l0, Alo) + Chi
+        ph0, n0 = mul128(l0, Alo)
+        h0 = h0 * Alo + l0 * Ahi + ph0 + Chi
         l0 = n0 + Clo
         h0 += one if l0 < n0 else zero
-        n1 = l1 * Alo
-        h1 = h1 * Alo + l1 * Ahi + mulhi64(l1, Alo) + Chi
+        ph1, n1 = mul128(l1, Alo)
+        h1 = h1 * Alo + l1 * Ahi + ph1 + Chi
         l1 = n1 + Clo
         h1 += one if l1 < n1 else zero
-        n2 = l2 * Alo
-        h2 = h2 * Alo + l2 * Ahi + mulhi64(l2, Alo) + Chi
+        ph2, n2 = mul128(l2, Alo)
+        h2 = h2 * Alo + l2 * Ahi + ph2 + Chi
         l2 = n2 + Clo
         h2 += one if l2 < n2 else zero
-        n3 = l3 * Alo
-        h3 = h3 * Alo + l3 * Ahi + mulhi64(l3, Alo) + Chi
+        ph3, n3 = mul128(l3, Alo)
+        h3 = h3 * Alo + l3 * Ahi + ph3 + Chi
         l3 = n3 + Clo
         h3 += one if l3 < n3 else zero
     lanes[0, 0] = h0
