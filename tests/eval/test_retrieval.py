@@ -209,3 +209,27 @@ def test_threads_leave_blas_settings_alone():
         with pytest.raises(InputError):
             mean_average_precision(X, lab, null_size=0, n_jobs=2)
         assert blas_threads() == before
+
+
+def test_given_ap_with_missing_values_equals_copairs(tmp_path):
+    # a user-supplied AP vector with NaNs: copairs drops those queries; labels keep their other queries (and
+    # their null is the mean over the queries left), a label whose queries are all NaN disappears
+    cmap = pytest.importorskip("copairs.map")
+    X, lab = _data(seed=6)
+    meta = pd.DataFrame({"label": lab})
+    ref = cmap.average_precision(meta, X, pos_sameby=["label"], pos_diffby=[], neg_sameby=[],
+                                 neg_diffby=["label"], progress_bar=False)
+    ap = ref["average_precision"].to_numpy().copy()
+    multi = np.flatnonzero(pd.Series(lab).map(pd.Series(lab).value_counts()).to_numpy() >= 3)
+    ap[multi[:10]] = np.nan  # some queries of labels with 3+ rows
+    whole = lab[multi[-1]]
+    ap[lab == whole] = np.nan  # and every query of one label
+    ref["average_precision"] = ap
+    m_ref = cmap.mean_average_precision(ref, sameby=["label"], null_size=300, threshold=0.05, seed=2,
+                                        progress_bar=False, cache_dir=tmp_path)
+    m = mean_average_precision(X, lab, null_size=300, seed=2, ap=ap)
+    assert whole not in set(m["label"]) and len(m) == len(m_ref)
+    j = m_ref.merge(m, on="label", validate="1:1")
+    assert np.abs(j["mean_average_precision"] - j["mAP"]).max() < 1e-12
+    np.testing.assert_array_equal(j["p_value_x"].to_numpy(), j["p_value_y"].to_numpy())
+    np.testing.assert_allclose(j["corrected_p_value"], j["q_value"], atol=1e-12)

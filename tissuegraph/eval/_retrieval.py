@@ -507,24 +507,29 @@ def mean_average_precision(X: Any, labels: Any, *, metric: str = "cosine", null_
         idx, total, rev = idx[keep], total[keep], rev[keep]
     nap = np.clip((ap[idx] - (mu := _expected_ap(npos[idx], total))) / np.maximum(1 - mu, 1e-10), -1.0, 1.0)
     gcodes = codes[idx]
-    ap_idx = ap[idx]
-    # members of each label in order (copairs: groupby keeps the original row order within a group)
-    order = np.argsort(gcodes, kind="stable")
-    bounds = np.flatnonzero(np.diff(gcodes[order])) + 1
-    groups = dict(zip(gcodes[order[np.r_[0, bounds]]].tolist(), np.split(order, bounds)))
-    sorted_nulls: dict[tuple, np.ndarray] = {}  # one mean null per sequence of configurations
-    rows = []
-    for c in pd.unique(gcodes):
-        members = groups[int(c)]
-        score = float(ap_idx[members].mean())
-        key = tuple(rev[members].tolist())
-        sn = sorted_nulls.get(key)
-        if sn is None:
-            sn = sorted_nulls[key] = np.sort(nulls[rev[members]].mean(axis=0))
-        # copairs: (null > score).sum() with score a Python float, i.e. compared at float32 (NEP 50)
-        above = null_size - int(np.searchsorted(sn, np.float32(score), side="right"))
-        p = (above + 1) / (null_size + 1)
-        rows.append((uniques[c], members.size, score, float(nap[members].mean()), p))
+    # per label, in order of first appearance: mAP and mean normalised AP as copairs computes them (pandas'
+    # groupby mean over the rows in their original order), the number of queries, and the configuration of
+    # its queries (one per label: every query of a label has the same positives and candidates counts)
+    grouped = pd.DataFrame({"ap": ap[idx], "nap": nap, "row": np.arange(idx.size)}).groupby(
+        gcodes, sort=False)
+    means = grouped[["ap", "nap"]].mean()
+    labs = means.index.to_numpy()
+    score = means["ap"].to_numpy()
+    size = grouped.size().to_numpy()
+    conf = rev[grouped["row"].first().to_numpy()]
+    # the label's null is the mean of its queries' nulls (copairs: null_dists[rev_ix[indices]].mean(axis=0)),
+    # the same for every label with the same configuration and size; copairs counts (null > score) with the
+    # score a Python float, i.e. compared at float32 (NEP 50)
+    above = np.empty(labs.size, dtype=np.int64)
+    key = conf.astype(np.int64) * (int(size.max()) + 1) + size
+    for kv in np.unique(key):
+        sel = np.flatnonzero(key == kv)
+        c, k = int(conf[sel[0]]), int(size[sel[0]])
+        sn = np.sort(nulls[np.full(k, c)].mean(axis=0))
+        above[sel] = null_size - np.searchsorted(sn, score[sel].astype(np.float32), side="right")
+    p = (above + 1) / (null_size + 1)
+    rows = {"label": uniques[labs], "n": size, "mAP": score, "mAP_normalized": means["nap"].to_numpy(),
+            "p_value": p}
     out = pd.DataFrame(rows, columns=cols[:5])
     out["q_value"] = _bh(out["p_value"].to_numpy())
     out["below_p"] = out["p_value"] < threshold
