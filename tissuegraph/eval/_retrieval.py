@@ -307,7 +307,9 @@ def average_precision(X: Any, labels: Any, *, metric: str = "cosine", block_size
     block_size
         Queries per block; memory is ``block_size x n`` float64 (capped at ~256 MiB).
     n_jobs
-        Threads for the ranking pass (default ``tg.settings.n_jobs``); the matrix products use BLAS's threads.
+        Threads (default ``tg.settings.n_jobs``).  With 1, the blocks run one after another and the matrix
+        products use BLAS's own threads; with more, the row blocks (matrix product and ranking) are tasks of a
+        thread pool and BLAS runs on one thread per task while the call lasts (process-wide, restored after).
 
     Returns
     -------
@@ -443,9 +445,10 @@ def mean_average_precision(X: Any, labels: Any, *, metric: str = "cosine", null_
     ap
         Precomputed :func:`average_precision` of the same ``X``/``labels``/``metric`` (skips recomputing).
     n_jobs
-        Threads (default ``tg.settings.n_jobs``).  With more than one, the null distributions (which depend
-        only on the label counts) are drawn in a thread while the APs are computed, and the ranking pass is
-        split over threads; the values do not depend on it.
+        Threads (default ``tg.settings.n_jobs``).  With more than one, one thread pool runs the null
+        distributions (which depend only on the label counts; each configuration's random stream is serial,
+        one task) and, meanwhile, the APs' row blocks as in :func:`average_precision`; the values do not
+        depend on it.
 
     Returns
     -------
