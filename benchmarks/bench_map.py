@@ -197,12 +197,15 @@ def _write(res: dict, out: Path) -> None:
           "'AP + mAP' is one call of `mean_average_precision(X, labels)` (it computes the APs itself, separately "
           "from the AP row).  Both libraries draw the same null distributions (copairs' seed stream and "
           "permutations); tissuegraph replays that stream in a compiled kernel without the null_size x n matrix "
-          "and draws it in a thread while the APs are computed.", "",
+          "(one shuffled row at a time, its AP computed in the kernel); the stream of each null configuration is "
+          "serial and runs on one thread of the pool while the other computes the APs' row blocks (BLAS on one "
+          "thread per task).", "",
           f"Values: AP max |diff| {df.ap_max_abs_diff.max():.1e}, mAP max |diff| {df.map_max_abs_diff.max():.1e}, "
           f"p-values identical in every repeat: {bool(df.p_values_identical.all())}, "
           f"q max |diff| {df.q_max_abs_diff.max():.1e}.", "",
           f"Load average (1 min) at the start of each repeat: {', '.join(f'{x:.1f}' for x in df.load_avg_1min)} "
-          f"on {os.cpu_count()} CPUs (shared machine: a load above the CPU count slows both sides).", ""]
+          f"on {os.cpu_count()} CPUs (shared machine: other work at nice 19 may have been running; the benchmark "
+          "runs at normal priority and gets most of the CPU, but a load above the CPU count slows both sides).", ""]
     if res.get("big"):
         b = res["big"]
         md += [f"tissuegraph alone at n={b['n']:,} (d={b['d']}): AP of every row {b['seconds_ap']:.0f} s, AP + mAP "

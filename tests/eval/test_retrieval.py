@@ -128,13 +128,43 @@ def test_equal_to_copairs(metric, integer, tmp_path):
     pd.testing.assert_frame_equal(m, m2)
 
 
-def test_null_equals_copairs_in_chunks():
+@pytest.mark.parametrize("integer", [False, True])
+def test_ap_both_rank_paths_equal_copairs(integer):
+    # labels with 2..12 rows take the counting passes, larger ones the binary search (_FEW_POSITIVES = 12);
+    # integer profiles give many exact ties between positives, negatives and the query itself
+    cmap = pytest.importorskip("copairs.map")
+    from tissuegraph.eval._retrieval import _FEW_POSITIVES
+
+    X, _ = _data(seed=7, n=260, integer=integer)
+    sizes = [2, 3, 5, _FEW_POSITIVES, _FEW_POSITIVES + 1, _FEW_POSITIVES + 2, 40, 60]
+    lab = np.repeat([f"g{k}" for k in range(len(sizes))], sizes)
+    lab = np.concatenate([lab, np.array(["solo"] * (260 - lab.size))]).astype(object)
+    lab[-1] = "single"  # a label with one row: AP NaN
+    lab = np.random.default_rng(3).permutation(lab)
+    for metric in ("cosine", "euclidean"):
+        ref = cmap.average_precision(pd.DataFrame({"label": lab}), X, pos_sameby=["label"], pos_diffby=[],
+                                     neg_sameby=[], neg_diffby=["label"], distance=metric, progress_bar=False)
+        ap = average_precision(X, lab, metric=metric)
+        r = ref["average_precision"].to_numpy()
+        np.testing.assert_array_equal(np.isnan(ap), np.isnan(r))
+        assert np.nanmax(np.abs(ap - r)) < 1e-9
+
+
+@pytest.mark.parametrize("num_pos, total, seed", [
+    (1, 5, 0), (3, 70, 11), (2, 2, 1), (6, 6, 2), (5, 6, 3), (25, 300, 8095),
+    (8, 100, 1), (9, 1000, 2), (33, 64, 9),       # 8+ positives: numpy's 8-accumulator float32 sum
+    (130, 1000, 4), (300, 2000, 5),               # > 128 positives: numpy's pairwise split; > 32: np.sort path
+    (4, 70000, 5), (129, 70000, 6), (1, 65536, 4),  # total >= 2**16: uint32 positions, AP in float64
+    (2, 65535, 7),                                # the last uint16 total
+])
+def test_null_equals_copairs(num_pos, total, seed):
     compute = pytest.importorskip("copairs.compute")
-    # chunks of 7 null samples: the PCG64 stream (and its buffered 32-bit half) carries over between chunks
-    for num_pos, total, seed in [(1, 5, 0), (3, 70, 11), (4, 70000, 5), (2, 2, 1), (6, 6, 2), (25, 300, 8095)]:
-        ref = compute.random_ap(40, num_pos, total, seed)
-        np.testing.assert_array_equal(_random_ap(40, num_pos, total, seed, chunk_elements=7 * num_pos), ref)
-        np.testing.assert_array_equal(_random_ap(40, num_pos, total, seed), ref)
+    # the kernel replays numpy's PCG64 in 4 interleaved lanes through buffer refills of 512 draws: 300 null
+    # samples of these sizes cross many refills and every power-of-two mask band
+    ref = compute.random_ap(300, num_pos, total, seed)
+    got = _random_ap(300, num_pos, total, seed)
+    assert got.dtype == ref.dtype == np.float32
+    np.testing.assert_array_equal(got, ref)
 
 
 def test_map_finds_the_signal():
@@ -157,3 +187,49 @@ def test_threads_do_not_change_the_result():
     m3 = mean_average_precision(X, lab, null_size=200, seed=5, n_jobs=2, ap=ap1)
     pd.testing.assert_frame_equal(m1, m2)
     pd.testing.assert_frame_equal(m1, m3)
+
+
+def test_threads_leave_blas_settings_alone():
+    # with n_jobs > 1 BLAS runs on one thread per task during the call (threadpoolctl); afterwards, also after
+    # concurrent calls from several threads and a call rejected on its input, the previous setting is back
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from concurrent.futures import ThreadPoolExecutor
+
+    def blas_threads():
+        return [d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"]
+
+    X, lab = _data(seed=5)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        before = blas_threads()
+        ref = mean_average_precision(X, lab, null_size=100, seed=1, n_jobs=1)
+        with ThreadPoolExecutor(3) as ex:
+            outs = list(ex.map(lambda s: mean_average_precision(X, lab, null_size=100, seed=1, n_jobs=2), range(3)))
+        for o in outs:
+            pd.testing.assert_frame_equal(o, ref)
+        with pytest.raises(InputError):
+            mean_average_precision(X, lab, null_size=0, n_jobs=2)
+        assert blas_threads() == before
+
+
+def test_given_ap_with_missing_values_equals_copairs(tmp_path):
+    # a user-supplied AP vector with NaNs: copairs drops those queries; labels keep their other queries (and
+    # their null is the mean over the queries left), a label whose queries are all NaN disappears
+    cmap = pytest.importorskip("copairs.map")
+    X, lab = _data(seed=6)
+    meta = pd.DataFrame({"label": lab})
+    ref = cmap.average_precision(meta, X, pos_sameby=["label"], pos_diffby=[], neg_sameby=[],
+                                 neg_diffby=["label"], progress_bar=False)
+    ap = ref["average_precision"].to_numpy().copy()
+    multi = np.flatnonzero(pd.Series(lab).map(pd.Series(lab).value_counts()).to_numpy() >= 3)
+    ap[multi[:10]] = np.nan  # some queries of labels with 3+ rows
+    whole = lab[multi[-1]]
+    ap[lab == whole] = np.nan  # and every query of one label
+    ref["average_precision"] = ap
+    m_ref = cmap.mean_average_precision(ref, sameby=["label"], null_size=300, threshold=0.05, seed=2,
+                                        progress_bar=False, cache_dir=tmp_path)
+    m = mean_average_precision(X, lab, null_size=300, seed=2, ap=ap)
+    assert whole not in set(m["label"]) and len(m) == len(m_ref)
+    j = m_ref.merge(m, on="label", validate="1:1")
+    assert np.abs(j["mean_average_precision"] - j["mAP"]).max() < 1e-12
+    np.testing.assert_array_equal(j["p_value_x"].to_numpy(), j["p_value_y"].to_numpy())
+    np.testing.assert_allclose(j["corrected_p_value"], j["q_value"], atol=1e-12)

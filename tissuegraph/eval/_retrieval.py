@@ -20,9 +20,9 @@ ranked.  What copairs does, and what this module therefore does too:
 What differs is the cost: similarities come from blocked matrix products (``block_size`` queries at a time;
 never an n x n matrix), and each query's ranks come from a compiled pass over its row, O(n log M), instead of
 materialising and sorting every pair.  The null distributions replay copairs' random stream draw for draw in a
-compiled kernel (:mod:`._null_kernel`: numpy's PCG64 and Fisher-Yates shuffle) that keeps only the positives'
-positions, so memory stays O(n) (copairs allocates ``null_size x n`` at once); with ``n_jobs > 1`` they are
-drawn in a thread while the APs are computed.
+compiled kernel (:mod:`._null_kernel`: numpy's PCG64 and Fisher-Yates shuffle, one row at a time, with the
+AP of each row computed in the kernel), so memory stays O(n) (copairs allocates ``null_size x n`` at once);
+with ``n_jobs > 1`` the configurations are drawn in threads while the APs are computed.
 
 Within the precision of the float32 keys the results equal copairs' (the tests check 1e-9 on AP and mAP
 and identical p-values).  Only candidates whose float64 similarities straddle a float32 rounding boundary
@@ -31,6 +31,8 @@ by less than ~1e-16 could be ordered differently.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Any
 
 import numpy as np
@@ -125,6 +127,7 @@ def _rows_per_block(block_size: int, n: int) -> int:
 # ------------------------------------------------------------------------------------ compiled kernel
 
 _KERNEL = None
+_FEW_POSITIVES = 12  # up to this many positives a query's ranks come from counting passes, else a binary search
 
 
 def _kernel():
@@ -137,6 +140,7 @@ def _kernel():
     def ap_rows(S, q0, codes, order, starts, out):  # pragma: no cover - compiled
         b, n = S.shape
         one = np.float32(1.0)
+        keys = np.empty(n, dtype=np.float32)
         for r in range(b):
             q = q0 + r
             c = codes[q]
@@ -154,6 +158,26 @@ def _kernel():
                     pk[t] = one - np.float32(S[r, j])  # copairs stores similarities as float32
                     t += 1
             pk.sort()
+            s = 0.0
+            if m <= _FEW_POSITIVES:
+                # few positives: the negatives ranked before positive k are the candidates with a key below
+                # pk[k] (a tied negative comes after), minus the positives below it and the query itself.
+                # One branch-free (vectorised) counting pass per positive.
+                for j in range(n):
+                    keys[j] = one - np.float32(S[r, j])
+                kq = keys[q]
+                below = 0  # positives with a key strictly below pk[k]
+                for k in range(m):
+                    while below < k and pk[below] < pk[k]:
+                        below += 1
+                    v = pk[k]
+                    cnt = 0
+                    for j in range(n):
+                        cnt += keys[j] < v
+                    neg = cnt - below - (1 if kq < v else 0)
+                    s += (k + 1.0) / (k + 1.0 + neg)
+                out[r] = s / m
+                continue
             cnt = np.zeros(m + 1, dtype=np.int64)
             for j in range(n):
                 if codes[j] == c:
@@ -170,7 +194,6 @@ def _kernel():
                         z = mid
                 cnt[a] += 1
             acc = 0
-            s = 0.0
             for k in range(m):
                 acc += cnt[k]  # negatives strictly before the k-th positive
                 s += (k + 1.0) / (k + 1.0 + acc)
@@ -190,14 +213,48 @@ def _null_kernel():
     """The compiled null-distribution kernel (:mod:`._null_kernel`; numba is imported on first use)."""
     global _NULL_KERNEL
     if _NULL_KERNEL is None:
-        from ._null_kernel import null_sets
+        from ._null_kernel import null_aps
 
-        _NULL_KERNEL = null_sets
+        # compile (or load from numba's cache) here, in one thread, before any thread pool calls it
+        lanes, jump = _pcg_lanes(0)
+        null_aps(lanes, jump, 1, 1, 3, np.empty(1, dtype=np.float32))
+        _NULL_KERNEL = null_aps
     return _NULL_KERNEL
 
 
+_BLAS_LOCK = threading.Lock()
+_BLAS_STATE: dict = {"users": 0, "limiter": None}
+
+
+@contextlib.contextmanager
+def _blas_single_thread():
+    """BLAS on one thread while inside (threadpoolctl; a no-op where it is not installed).  Process-wide, as
+    BLAS's thread count is: concurrent calls share one limit, and the first to enter sets it and the last to
+    leave restores the previous setting (so calls from several threads cannot leave BLAS limited)."""
+    with _BLAS_LOCK:
+        if _BLAS_STATE["users"] == 0:
+            try:
+                from threadpoolctl import threadpool_limits
+            except ImportError:  # pragma: no cover - a dependency of scikit-learn
+                threadpool_limits = None
+            _BLAS_STATE["limiter"] = threadpool_limits(1, user_api="blas") if threadpool_limits else None
+        _BLAS_STATE["users"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_STATE["users"] -= 1
+            if _BLAS_STATE["users"] == 0 and _BLAS_STATE["limiter"] is not None:
+                _BLAS_STATE["limiter"].restore_original_limits()
+                _BLAS_STATE["limiter"] = None
+
+
 def _average_precision(P: np.ndarray, codes: np.ndarray, metric: str, block_size: int,
-                       desc: str = "average precision", n_jobs: int = 1) -> np.ndarray:
+                       desc: str = "average precision", n_jobs: int = 1, pool=None) -> np.ndarray:
+    """AP of every row.  With ``n_jobs > 1`` the row blocks are tasks of a thread pool (``pool``, else one of
+    its own): each computes its similarity block and ranks it, BLAS on one thread per task (set by the caller
+    when it passes a pool), so that the tasks, and other work on the same pool, share the cores without
+    BLAS's own threads competing with them."""
     n = P.shape[0]
     order = np.argsort(codes, kind="stable").astype(np.int64)
     starts = np.zeros(codes.max() + 2, dtype=np.int64)
@@ -206,29 +263,29 @@ def _average_precision(P: np.ndarray, codes: np.ndarray, metric: str, block_size
     sq = np.einsum("ij,ij->i", P, P) if metric == "euclidean" else None
     step = _rows_per_block(block_size, n)
     out = np.empty(n, dtype=np.float64)
-    blocks = range(0, n, step)
-    pool = None
-    if n_jobs > 1:
+
+    def block(q0, q1):
+        S = similarity_block(P, slice(q0, q1), metric, sq=sq)  # float64; the kernel rounds each to float32
+        kernel(S, q0, codes, order, starts, out[q0:q1])
+
+    if n_jobs <= 1:
+        blocks = range(0, n, step)
+        for q0 in progress(blocks, total=len(blocks), desc=desc, unit="block"):
+            block(q0, min(q0 + step, n))
+        return out
+    # at least 4 tasks per thread (balance); n_jobs blocks are in memory at a time: together ~ one block
+    step = max(1, min(step // n_jobs, -(-n // (4 * n_jobs))))
+    bounds = [(q0, min(q0 + step, n)) for q0 in range(0, n, step)]
+    if pool is None:
         from concurrent.futures import ThreadPoolExecutor
 
-        pool = ThreadPoolExecutor(n_jobs)
-    try:
-        for q0 in progress(blocks, total=len(blocks), desc=desc, unit="block"):
-            rows = slice(q0, min(q0 + step, n))
-            S = similarity_block(P, rows, metric, sq=sq)  # float64; the kernel rounds each to float32
-            o = out[rows]
-            if pool is None or S.shape[0] < 2 * n_jobs:
-                kernel(S, q0, codes, order, starts, o)
-                continue
-            # the kernel releases the GIL: split the block's rows over threads
-            cuts = np.linspace(0, S.shape[0], n_jobs + 1).astype(int)
-            futs = [pool.submit(kernel, S[a:b], q0 + a, codes, order, starts, o[a:b])
-                    for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
-            for f in futs:
-                f.result()
-    finally:
-        if pool is not None:
-            pool.shutdown()
+        with ThreadPoolExecutor(n_jobs) as own, _blas_single_thread():
+            return _average_precision(P, codes, metric, block_size, desc, n_jobs, pool=own)
+    from concurrent.futures import as_completed
+
+    futs = [pool.submit(block, q0, q1) for q0, q1 in bounds]
+    for f in progress(as_completed(futs), total=len(futs), desc=desc, unit="block"):
+        f.result()
     return out
 
 
@@ -250,7 +307,9 @@ def average_precision(X: Any, labels: Any, *, metric: str = "cosine", block_size
     block_size
         Queries per block; memory is ``block_size x n`` float64 (capped at ~256 MiB).
     n_jobs
-        Threads for the ranking pass (default ``tg.settings.n_jobs``); the matrix products use BLAS's threads.
+        Threads (default ``tg.settings.n_jobs``).  With 1, the blocks run one after another and the matrix
+        products use BLAS's own threads; with more, the row blocks (matrix product and ranking) are tasks of a
+        thread pool and BLAS runs on one thread per task while the call lasts (process-wide, restored after).
 
     Returns
     -------
@@ -263,29 +322,41 @@ def average_precision(X: Any, labels: Any, *, metric: str = "cosine", block_size
     return _average_precision(P, codes, metric, block_size, n_jobs=settings.resolve_n_jobs(n_jobs))
 
 
-def _random_ap(null_size: int, num_pos: int, total: int, seed: int, chunk_elements: int = 1 << 22) -> np.ndarray:
-    """copairs.compute.random_ap, bit for bit (same seed stream and shuffle, see :func:`_null_kernel`), in
-    chunks of null samples so that memory stays bounded for any ``null_size``."""
-    rng = np.random.default_rng(seed)
-    bg = rng.bit_generator
-    if type(bg).__name__ != "PCG64":  # pragma: no cover - numpy's default_rng is PCG64 since 1.17
-        raise RuntimeError(f"numpy's default_rng uses {type(bg).__name__}, expected PCG64")
+# ------------------------------------------------------------------------------ null distributions
+
+_PCG_MULT = 0x2360ED051FC65DA44385DF649FCCF645  # PCG_DEFAULT_MULTIPLIER_128
+_M128 = (1 << 128) - 1
+
+
+def _pcg_lanes(seed: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """numpy's ``default_rng(seed)`` as the 4 interleaved PCG64 lanes of :func:`._null_kernel.null_aps`: the
+    states after 1, 2, 3 and 4 outputs (hi, lo) and the 4-step jump (multiplier**4, increment of 4 steps)."""
+    bg = np.random.default_rng(seed).bit_generator
     st = bg.state
-    mask64 = (1 << 64) - 1
-    state = np.array([st["state"]["state"] >> 64, st["state"]["state"] & mask64, st["state"]["inc"] >> 64,
-                      st["state"]["inc"] & mask64, st["has_uint32"], st["uinteger"]], dtype=np.uint64)
-    kernel = _null_kernel()
-    dtype = np.uint16 if total < 2 ** 16 else np.uint32
-    ranks = np.arange(1, num_pos + 1, dtype=np.float32)
+    if st["bit_generator"] != "PCG64" or st["has_uint32"]:  # pragma: no cover - default_rng is PCG64 since 1.17
+        raise RuntimeError(f"numpy's default_rng gives {st['bit_generator']!r} (buffered: {st['has_uint32']}); "
+                           "expected a fresh PCG64")
+    s, c = st["state"]["state"], st["state"]["inc"]
+    lanes = []
+    for _ in range(4):
+        s = (s * _PCG_MULT + c) & _M128
+        lanes.append(s)
+    a4 = pow(_PCG_MULT, 4, 1 << 128)
+    c4 = (c * (1 + _PCG_MULT + _PCG_MULT ** 2 + _PCG_MULT ** 3)) & _M128
+    m64 = (1 << 64) - 1
+    split = lambda v: (v >> 64, v & m64)  # noqa: E731
+    return (np.array([split(v) for v in lanes], dtype=np.uint64),
+            np.array([*split(a4), *split(c4)], dtype=np.uint64))
+
+
+def _random_ap(null_size: int, num_pos: int, total: int, seed: int | None) -> np.ndarray:
+    """copairs.compute.random_ap, bit for bit (same seed stream, shuffle and float32 AP; see
+    :mod:`._null_kernel`), in O(null_size + total) memory (copairs: null_size x total)."""
+    if total <= 1 or num_pos >= total:  # every sample keeps positions 0..num_pos-1: AP 1, whatever is drawn
+        return np.ones(null_size, dtype=np.float32)
+    lanes, jump = _pcg_lanes(seed)
     out = np.empty(null_size, dtype=np.float32)
-    rows = max(1, chunk_elements // max(num_pos, 1))
-    pos = np.empty((min(rows, null_size), num_pos), dtype=np.int64)
-    for s in range(0, null_size, rows):
-        k = min(rows, null_size - s)
-        kernel(state, k, num_pos, total, pos[:k])  # advances `state` in place
-        rel_k = np.sort(pos[:k].astype(dtype), axis=1)
-        pr_k = ranks / (rel_k + 1)  # copairs.compute.average_precision, same dtypes
-        out[s:s + k] = (pr_k.sum(axis=1) / num_pos).astype(np.float32)
+    _null_kernel()(lanes, jump, null_size, num_pos, total, out)
     return out
 
 
@@ -318,27 +389,42 @@ def _expected_ap(M: np.ndarray, L: np.ndarray) -> np.ndarray:
     return mu
 
 
-def _null_distributions(uconfs: np.ndarray, null_size: int, seed: int | None, n_jobs: int) -> np.ndarray:
+def _null_distributions(uconfs: np.ndarray, null_size: int, seed: int | None, n_jobs: int, pool=None):
     """copairs.compute.get_null_dists without its disk cache: one null per (num_pos, total) configuration,
-    configuration i drawn from ``default_rng(seeds[i])`` with ``seeds = default_rng(seed).integers(8096, ...)``."""
+    configuration i drawn from ``default_rng(seeds[i])`` with ``seeds = default_rng(seed).integers(8096, ...)``.
+
+    Each configuration is one task (its stream is serial).  With a thread ``pool`` the tasks are submitted to
+    it (the largest first) and a function that waits for them and returns the nulls is returned, so that other
+    work can run meanwhile; without one the nulls are returned (computed in ``n_jobs`` threads)."""
     seeds = np.random.default_rng(seed).integers(8096, size=len(uconfs))
     nulls = np.empty((len(uconfs), null_size), dtype=np.float32)
 
     def one(i):
         nulls[i] = _random_ap(null_size, int(uconfs[i, 0]), int(uconfs[i, 1]), int(seeds[i]))
 
-    _null_kernel()  # compile before threads start
-    it = progress(range(len(uconfs)), total=len(uconfs), desc="mAP null distributions", unit="conf")
-    if n_jobs > 1 and len(uconfs) > 1:
+    _null_kernel()  # compile (or load) before threads start
+    order = np.argsort(-uconfs[:, 1], kind="stable") if len(uconfs) else []  # the longest streams first
+
+    def finish(futs=None):
+        if futs is None:
+            for i in progress(order, total=len(order), desc="mAP null distributions", unit="conf"):
+                one(i)
+        else:
+            from concurrent.futures import as_completed
+
+            for f in progress(as_completed(futs), total=len(futs), desc="mAP null distributions", unit="conf"):
+                f.result()
+        return nulls
+
+    if pool is not None:
+        futs = [pool.submit(one, i) for i in order]
+        return lambda: finish(futs)
+    if n_jobs > 1 and len(order) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(n_jobs) as pool:
-            for _ in pool.map(one, it):
-                pass
-    else:
-        for i in it:
-            one(i)
-    return nulls
+        with ThreadPoolExecutor(n_jobs) as own:
+            return finish([own.submit(one, i) for i in order])
+    return finish()
 
 
 def mean_average_precision(X: Any, labels: Any, *, metric: str = "cosine", null_size: int = 10000,
@@ -359,9 +445,10 @@ def mean_average_precision(X: Any, labels: Any, *, metric: str = "cosine", null_
     ap
         Precomputed :func:`average_precision` of the same ``X``/``labels``/``metric`` (skips recomputing).
     n_jobs
-        Threads (default ``tg.settings.n_jobs``).  With more than one, the null distributions (which depend
-        only on the label counts) are drawn in a thread while the APs are computed, and the ranking pass is
-        split over threads; the values do not depend on it.
+        Threads (default ``tg.settings.n_jobs``).  With more than one, one thread pool runs the null
+        distributions (which depend only on the label counts; each configuration's random stream is serial,
+        one task) and, meanwhile, the APs' row blocks as in :func:`average_precision`; the values do not
+        depend on it.
 
     Returns
     -------
@@ -396,26 +483,24 @@ def mean_average_precision(X: Any, labels: Any, *, metric: str = "cosine", null_
     confs = np.stack([npos[idx], total], axis=1)
     uconfs, rev = np.unique(confs, axis=0, return_inverse=True)
     rev = rev.ravel()
-    nulls = fut = None
-    pool = None
-    if idx.size:
-        if P is not None and n_jobs > 1:
+    nulls = finish = pool = None
+    with contextlib.ExitStack() as stack:
+        if n_jobs > 1 and (idx.size or P is not None):
+            # one pool of n_jobs threads for everything: the null distributions (their tasks first: each is
+            # one serial stream) and the APs' row blocks, BLAS on one thread per task
             from concurrent.futures import ThreadPoolExecutor
 
-            pool = ThreadPoolExecutor(1)
-            fut = pool.submit(_null_distributions, uconfs, null_size, seed, 1)
-        else:
-            nulls = _null_distributions(uconfs, null_size, seed, n_jobs) if P is None else None
-    try:
+            pool = stack.enter_context(ThreadPoolExecutor(n_jobs))
+            stack.callback(pool.shutdown, cancel_futures=True)
+            stack.enter_context(_blas_single_thread())
+            if idx.size:
+                finish = _null_distributions(uconfs, null_size, seed, n_jobs, pool=pool)
         if P is not None:
-            ap = _average_precision(P, codes, metric, block_size, n_jobs=n_jobs)
-        if fut is not None:
-            nulls = fut.result()
-        elif nulls is None and idx.size:
+            ap = _average_precision(P, codes, metric, block_size, n_jobs=n_jobs, pool=pool)
+        if finish is not None:
+            nulls = finish()
+        elif idx.size:
             nulls = _null_distributions(uconfs, null_size, seed, n_jobs)
-    finally:
-        if pool is not None:
-            pool.shutdown()
     valid = (npos > 0) & ~np.isnan(ap)
     if not valid.any():
         logger.warning("mean_average_precision: no label occurs twice; nothing to score.")
@@ -425,24 +510,29 @@ def mean_average_precision(X: Any, labels: Any, *, metric: str = "cosine", null_
         idx, total, rev = idx[keep], total[keep], rev[keep]
     nap = np.clip((ap[idx] - (mu := _expected_ap(npos[idx], total))) / np.maximum(1 - mu, 1e-10), -1.0, 1.0)
     gcodes = codes[idx]
-    ap_idx = ap[idx]
-    # members of each label in order (copairs: groupby keeps the original row order within a group)
-    order = np.argsort(gcodes, kind="stable")
-    bounds = np.flatnonzero(np.diff(gcodes[order])) + 1
-    groups = dict(zip(gcodes[order[np.r_[0, bounds]]].tolist(), np.split(order, bounds)))
-    sorted_nulls: dict[tuple, np.ndarray] = {}  # one mean null per sequence of configurations
-    rows = []
-    for c in pd.unique(gcodes):
-        members = groups[int(c)]
-        score = float(ap_idx[members].mean())
-        key = tuple(rev[members].tolist())
-        sn = sorted_nulls.get(key)
-        if sn is None:
-            sn = sorted_nulls[key] = np.sort(nulls[rev[members]].mean(axis=0))
-        # copairs: (null > score).sum() with score a Python float, i.e. compared at float32 (NEP 50)
-        above = null_size - int(np.searchsorted(sn, np.float32(score), side="right"))
-        p = (above + 1) / (null_size + 1)
-        rows.append((uniques[c], members.size, score, float(nap[members].mean()), p))
+    # per label, in order of first appearance: mAP and mean normalised AP as copairs computes them (pandas'
+    # groupby mean over the rows in their original order), the number of queries, and the configuration of
+    # its queries (one per label: every query of a label has the same positives and candidates counts)
+    grouped = pd.DataFrame({"ap": ap[idx], "nap": nap, "row": np.arange(idx.size)}).groupby(
+        gcodes, sort=False)
+    means = grouped[["ap", "nap"]].mean()
+    labs = means.index.to_numpy()
+    score = means["ap"].to_numpy()
+    size = grouped.size().to_numpy()
+    conf = rev[grouped["row"].first().to_numpy()]
+    # the label's null is the mean of its queries' nulls (copairs: null_dists[rev_ix[indices]].mean(axis=0)),
+    # the same for every label with the same configuration and size; copairs counts (null > score) with the
+    # score a Python float, i.e. compared at float32 (NEP 50)
+    above = np.empty(labs.size, dtype=np.int64)
+    key = conf.astype(np.int64) * (int(size.max()) + 1) + size
+    for kv in np.unique(key):
+        sel = np.flatnonzero(key == kv)
+        c, k = int(conf[sel[0]]), int(size[sel[0]])
+        sn = np.sort(nulls[np.full(k, c)].mean(axis=0))
+        above[sel] = null_size - np.searchsorted(sn, score[sel].astype(np.float32), side="right")
+    p = (above + 1) / (null_size + 1)
+    rows = {"label": uniques[labs], "n": size, "mAP": score, "mAP_normalized": means["nap"].to_numpy(),
+            "p_value": p}
     out = pd.DataFrame(rows, columns=cols[:5])
     out["q_value"] = _bh(out["p_value"].to_numpy())
     out["below_p"] = out["p_value"] < threshold
