@@ -20,10 +20,29 @@ it (``--rerun`` forces a new run; an interrupted set resumes from its ``cache/``
   shortcut / confound flags,
 - the configuration of this run (what "full" means here), the command, versions and load averages.
 
+The defaults are the full version that the README table comes from: 3 seeds (an untrained twin of every
+network per seed; 5 grouped splits x 3 seeds of evaluation), DGI 50 epochs, SimCLR 5 epochs on at most
+256 crops (every sample embedded), classification scored with retrieval mAP and Leiden clustering beside
+it; 48 diagnostic samples per factor (160 µm), 4 synthetic spot sections of 800 µm, 50 Kather tiles per
+class, 30 CRCHisto images, HER2ST B4 whole. On the 2-core machine shared with other sessions (load
+average 9-15), one process per set side by side at nice 19 with one BLAS/torch thread each, the sets took
+SEE_README minutes (the per-step times are in the result's "Where the time goes" table). Use one thread
+per process: two BLAS threads per process on the busy 2-core machine made one scikit-learn logistic regression
+~40x slower (spinning threads), and the probes and linear probes are most of the evaluation.
+
 Usage (from the repository root; real sets need ``TISSUEGRAPH_SHARED_DATA`` or ``../shared/data``)::
 
-    PYTHONPATH=. nice -n 19 .venv/bin/python benchmarks/paper_comparison.py --outdir /tmp/tg_paper
-    PYTHONPATH=. .venv/bin/python benchmarks/paper_comparison.py --outdir /tmp/tg_paper --quick --datasets synthetic
+    export PYTHONPATH=. OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+    for s in her2st synthetic synthetic_spots kather2016 crchisto; do   # one process per set
+      nice -n 19 .venv/bin/python benchmarks/paper_comparison.py --outdir /tmp/tg_paper_full --datasets $s \
+        --write /tmp/tg_paper_full/part_$s &
+    done; wait
+    .venv/bin/python benchmarks/paper_comparison.py --outdir /tmp/tg_paper_full --gather-only
+    # or all sets one after the other in one process (the same configuration, several times longer):
+    nice -n 19 .venv/bin/python benchmarks/paper_comparison.py --outdir /tmp/tg_paper_full
+    # a smoke test (one seed, untrained networks only, small sets):
+    .venv/bin/python benchmarks/paper_comparison.py --outdir /tmp/tg_quick --quick \
+        --write benchmarks/results/paper_comparison_quick
 
 Sets whose data are missing are reported as skipped (never silently dropped).
 """
