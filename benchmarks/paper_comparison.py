@@ -346,7 +346,7 @@ def gather(outdir, datasets, *, command: str, write: Path | None = None, records
         lines.append(f"| {name} | {str(rec.get('status', ''))[:160]} | {rec.get('n_samples', '')} | "
                      f"{rec.get('n_nuclei', '')} | {conf} | {c.get('seeds', '')} | {n_eval} | {epochs} | "
                      f"{_num(rec.get('seconds'))} | {rec.get('started', '')} | "
-                     f"{_num(lb, '{:.1f}')} / {_num(la_, '{:.1f}')} |")
+                     + (f"{_num(lb, '{:.1f}')} / {_num(la_, '{:.1f}')}" if done else "") + " |")
     timed_sets = {n: r for n, r in records.items() if str(r.get("status", "")).startswith("done") and r.get("timings")}
     if timed_sets:
         lines += ["", "## Where the time goes: wall seconds per step (nice 19, sets running side by side)", "",
