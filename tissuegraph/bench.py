@@ -677,6 +677,11 @@ def run_bench(dataset: Any, outdir: str | os.PathLike, *, quick: bool = False, s
               "graph": graph, "max_edge_um": float(max_edge_um), "mpp": mpp, "version": __version__}
     cells_path, samples_path = cache / "cells.h5ad", cache / "samples.h5ad"
     ds = load_dataset(dataset, quick=quick, seed=seeds[0], mpp=mpp)
+    # the cache belongs to these samples only (the same name at another size must not resume from it)
+    import hashlib
+
+    params["samples"] = {"n": int(len(ds.obs)), "ids_sha256": hashlib.sha256(
+        "\n".join(str(i) for i in ds.obs.index).encode()).hexdigest()}
     state: dict = {}
     if resume and cells_path.is_file() and samples_path.is_file():
         import anndata as ad
