@@ -205,3 +205,30 @@ def test_step_seconds(pc):
     st = pc.step_seconds({"bench: segment x": 3.0, "bench: graph (knn)": 1.0, "bench: samples": 2.0,
                           "bench: evaluate a": 4.0, "bench: evaluate b": 5.0, "unrelated": 7.0})
     assert st == {"segmentation": 3.0, "graph + samples + descriptors": 3.0, "evaluate + diagnostics": 9.0}
+
+
+def test_missing_data_is_skipped_and_a_failure_is_failed(pc, tmp_path, monkeypatch):
+    """A set whose data are missing is 'skipped: <why>'; one that fails after loading is 'failed: <error>';
+    both are written to paper.json and listed in the gathered table (never dropped)."""
+    monkeypatch.setenv("TISSUEGRAPH_SHARED_DATA", str(tmp_path / "no_data"))
+
+    class _DS:
+        tasks = [{"task": "classification"}]
+
+    def boom(*a, **k):
+        raise RuntimeError("boom")
+
+    real = pc.make_dataset
+    monkeypatch.setattr(pc, "make_dataset", lambda name, cfg, seed: _DS() if name == "synthetic" else real(name, cfg,
+                                                                                                            seed))
+    monkeypatch.setattr(pc, "run_bench", boom)
+    out = tmp_path / "o"
+    assert pc.main(["--outdir", str(out), "--datasets", "her2st", "synthetic", "--write", str(tmp_path / "r")]) == 0
+    her = json.loads((out / "her2st" / "paper.json").read_text())
+    syn = json.loads((out / "synthetic" / "paper.json").read_text())
+    assert her["status"].startswith("skipped: No data folder for HER2ST")
+    assert syn["status"] == "failed: RuntimeError('boom')"
+    text = (tmp_path / "r.md").read_text()
+    assert "| her2st | skipped: " in text and "| synthetic | failed: RuntimeError('boom') |" in text
+    with pytest.raises(SystemExit, match="at least 5 sections"):
+        pc.main(["--outdir", str(out), "--datasets", "synthetic_spots", "--spot-sections", "4"])
