@@ -333,7 +333,7 @@ def gather(outdir, datasets, *, command: str, write: Path | None = None, records
              f"- tissuegraph {tg.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs shared with "
              f"other sessions (this run at nice 19: its wall times are not speed measurements); load average "
              f"{', '.join(f'{x:.2f}' for x in la)} when gathered", ""]
-    lines += ["## Configuration (what 'full' means in this run)", "",
+    lines += ["## Configuration of this run", "",
               "| set | status | samples | nuclei | configuration | seeds (twins) | evaluation splits | training epochs | "
               "wall s | started (UTC) | load average (1 min) before / after |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, rec in records.items():
@@ -352,8 +352,11 @@ def gather(outdir, datasets, *, command: str, write: Path | None = None, records
         if c.get("classification_also") is not None and not c.get("quick"):
             conf += f"; scored beside classification: {', '.join(c['classification_also']) or 'nothing'}"
         epochs = f"GNN (DGI) {te['gnn']}, CNN (SimCLR) {te['cnn']}" if te else ""
+        seeds = c.get("seeds", "")
+        if c.get("quick"):  # --quick: the first seed, untrained networks only
+            seeds, epochs = seeds[:1], "none (quick: untrained networks only)"
         lines.append(f"| {name} | {str(rec.get('status', ''))[:160]} | {rec.get('n_samples', '')} | "
-                     f"{rec.get('n_nuclei', '')} | {conf} | {c.get('seeds', '')} | {n_eval} | {epochs} | "
+                     f"{rec.get('n_nuclei', '')} | {conf} | {seeds} | {n_eval} | {epochs} | "
                      f"{_num(rec.get('seconds'))} | {rec.get('started', '')} | "
                      + (f"{_num(lb, '{:.1f}')} / {_num(la_, '{:.1f}')}" if done else "") + " |")
     timed_sets = {n: r for n, r in records.items() if str(r.get("status", "")).startswith("done") and r.get("timings")}
@@ -415,7 +418,7 @@ def gather(outdir, datasets, *, command: str, write: Path | None = None, records
         lines.append("")
     lines += ["## Flags", ""] + ([f"- {f}" for f in flags] or ["- none"]) + [""]
     lines += [f"Per-set outputs (summary.md, results.csv, gaps.csv, probes.csv, plots, report.html) were written to "
-              f"`{outdir}/<set>/`; gathered in {time.time() - t0:.0f} s.", ""]
+              f"`{outdir}/<set>/`; this command took {time.time() - t0:.0f} s.", ""]
     text = "\n".join(lines)
     if write is not None:
         write = Path(write)
