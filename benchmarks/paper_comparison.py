@@ -25,8 +25,10 @@ network per seed; 5 grouped splits x 3 seeds of evaluation), DGI 50 epochs, SimC
 256 crops (every sample embedded), classification scored with retrieval mAP and Leiden clustering beside
 it; 48 diagnostic samples per factor (160 µm), 4 synthetic spot sections of 800 µm, 50 Kather tiles per
 class, 30 CRCHisto images, HER2ST B4 whole. On the 2-core machine shared with other sessions (load
-average 9-15), one process per set side by side at nice 19 with one BLAS/torch thread each, the sets took
-SEE_README minutes (the per-step times are in the result's "Where the time goes" table). Use one thread
+average 4-16), one process per set side by side at nice 19 with one BLAS/torch thread each, the sets took
+43 (diagnostic), 29 (Kather), 27 (HER2ST), 22 (CRCHisto) and 15 (synthetic spots) minutes, about 45
+minutes in all; SimCLR is the largest step of every set (the per-step times are in the result's "Where the
+time goes" table). Use one thread
 per process: two BLAS threads per process on the busy 2-core machine made one scikit-learn logistic regression
 ~40x slower (spinning threads), and the probes and linear probes are most of the evaluation.
 
