@@ -23,14 +23,14 @@ it (``--rerun`` forces a new run; an interrupted set resumes from its ``cache/``
 The defaults are the full version that the README table comes from: 3 seeds (an untrained twin of every
 network per seed; 5 grouped splits x 3 seeds of evaluation), DGI 50 epochs, SimCLR 5 epochs on at most
 256 crops (every sample embedded), classification scored with retrieval mAP and Leiden clustering beside
-it; 48 diagnostic samples per factor (160 µm), 4 synthetic spot sections of 800 µm, 50 Kather tiles per
-class, 30 CRCHisto images, HER2ST B4 whole. On the 2-core machine shared with other sessions (load
-average 4-16), one process per set side by side at nice 19 with one BLAS/torch thread each, the sets took
-43 (diagnostic), 29 (Kather), 27 (HER2ST), 22 (CRCHisto) and 15 (synthetic spots) minutes, about 45
-minutes in all; SimCLR is the largest step of every set (the per-step times are in the result's "Where the
-time goes" table). Use one thread
-per process: two BLAS threads per process on the busy 2-core machine made one scikit-learn logistic regression
-~40x slower (spinning threads), and the probes and linear probes are most of the evaluation.
+it; 48 diagnostic samples per factor (160 µm), 6 synthetic spot sections of 800 µm, 50 Kather tiles per
+class, the first 30 CRCHisto images of each split (40 images), HER2ST B4 whole. On the 2-core machine
+shared with other sessions (load average 4-16), one process per set side by side at nice 19 with one
+BLAS/torch thread each, the sets took 43 (diagnostic), 29 (Kather), 27 (HER2ST), 22 (CRCHisto) and 15
+(synthetic spots) minutes, about 45 minutes in all; SimCLR is the largest step of every set (the per-step
+times are in the result's "Where the time goes" table). Use one thread per process: two BLAS threads per
+process on the busy 2-core machine made one scikit-learn logistic regression ~40x slower (spinning
+threads), and the probes and linear probes are most of the evaluation.
 
 Usage (from the repository root; real sets need ``TISSUEGRAPH_SHARED_DATA`` or ``../shared/data``)::
 
@@ -451,8 +451,10 @@ def main(argv=None) -> int:
     ap.add_argument("--spot-sections", type=int, default=6,
                     help="synthetic spot sections (>= 5: the splits are grouped by section, 5 folds)")
     ap.add_argument("--spot-section-um", type=float, default=800.0, help="edge of a synthetic spot section, µm")
-    ap.add_argument("--kather-per-class", type=int, default=50, help="tiles per class (0: all 625)")
-    ap.add_argument("--crchisto-images", type=int, default=30, help="CRCHisto images (0: all 100)")
+    ap.add_argument("--kather-per-class", type=int, default=50,
+                    help="tiles per class (0: all; the shared data's Kather subset has 100 per class)")
+    ap.add_argument("--crchisto-images", type=int, default=30,
+                    help="the first CRCHisto images of each split (0: all; the shared data hold 70 + 10)")
     ap.add_argument("--simclr-max-crops", type=int, default=256,
                     help="the self-supervised CNN (SimCLR) trains on at most this many crops (drawn with the first "
                          "seed; every sample is still embedded); recorded in the results")
