@@ -369,8 +369,9 @@ def gather(outdir, datasets, *, command: str, write: Path | None = None, records
         for name, rec in timed_sets.items():
             st = step_seconds(rec["timings"])
             other = float(rec.get("seconds", float("nan"))) - sum(st.values())
+            # a resumed set: its cached steps ran in an earlier process, so "other" is not defined
             lines.append(f"| {name} | " + " | ".join(_num(st.get(c)) for c, _ in STEP_COLUMNS)
-                         + f" | {_num(other)} | {_num(rec.get('seconds'))} |")
+                         + f" | {_num(other) if other >= 0 else 'resumed'} | {_num(rec.get('seconds'))} |")
         ev_sets = {n: r for n, r in timed_sets.items() if r.get("evaluate_timings")}
         if ev_sets:
             lines += ["", "Inside `evaluate` (seconds summed over a set's tasks; linear probe, kNN, retrieval and "

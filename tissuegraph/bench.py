@@ -746,6 +746,8 @@ def run_bench(dataset: Any, outdir: str | os.PathLike, *, quick: bool = False, s
             evaluate = None
             skipped["evaluation"] = f"tissuegraph.eval.evaluate is not available ({exc})"
             logger.warning("bench: %s", skipped["evaluation"])
+    for key in [k for k in state.setdefault("timings", {}) if k.startswith(("bench: evaluate", "bench: tables"))]:
+        del state["timings"][key]  # always run again on resume: this run's time, not the sum over runs
     if evaluate is not None:
         ev = _evaluate_tasks(samples, ds.tasks, evaluate, quick=quick, seeds=seeds, dataset=ds.name,
                              timings=state.setdefault("timings", {}))
