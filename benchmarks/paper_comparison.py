@@ -20,10 +20,31 @@ it (``--rerun`` forces a new run; an interrupted set resumes from its ``cache/``
   shortcut / confound flags,
 - the configuration of this run (what "full" means here), the command, versions and load averages.
 
+The defaults are the full version that the README table comes from: 3 seeds (an untrained twin of every
+network per seed; 5 grouped splits x 3 seeds of evaluation), DGI 50 epochs, SimCLR 5 epochs on at most
+256 crops (every sample embedded), classification scored with retrieval mAP and Leiden clustering beside
+it; 48 diagnostic samples per factor (160 µm), 6 synthetic spot sections of 800 µm, 50 Kather tiles per
+class, the first 30 CRCHisto images of each split (40 images), HER2ST B4 whole. On the 2-core machine
+shared with other sessions (load average 4-16), one process per set side by side at nice 19 with one
+BLAS/torch thread each, the sets took 43 (diagnostic), 29 (Kather), 27 (HER2ST), 22 (CRCHisto) and 15
+(synthetic spots) minutes, about 45 minutes in all; SimCLR is the largest step of every set (the per-step
+times are in the result's "Where the time goes" table). Use one thread per process: two BLAS threads per
+process on the busy 2-core machine made one scikit-learn logistic regression ~40x slower (spinning
+threads), and the probes and linear probes are most of the evaluation.
+
 Usage (from the repository root; real sets need ``TISSUEGRAPH_SHARED_DATA`` or ``../shared/data``)::
 
-    PYTHONPATH=. nice -n 19 .venv/bin/python benchmarks/paper_comparison.py --outdir /tmp/tg_paper
-    PYTHONPATH=. .venv/bin/python benchmarks/paper_comparison.py --outdir /tmp/tg_paper --quick --datasets synthetic
+    export PYTHONPATH=. OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+    for s in her2st synthetic synthetic_spots kather2016 crchisto; do   # one process per set
+      nice -n 19 .venv/bin/python benchmarks/paper_comparison.py --outdir /tmp/tg_paper_full --datasets $s \
+        --write /tmp/tg_paper_full/part_$s &
+    done; wait
+    .venv/bin/python benchmarks/paper_comparison.py --outdir /tmp/tg_paper_full --gather-only
+    # or all sets one after the other in one process (the same configuration, several times longer):
+    nice -n 19 .venv/bin/python benchmarks/paper_comparison.py --outdir /tmp/tg_paper_full
+    # a smoke test (one seed, untrained networks only, small sets):
+    .venv/bin/python benchmarks/paper_comparison.py --outdir /tmp/tg_quick --quick \
+        --write benchmarks/results/paper_comparison_quick
 
 Sets whose data are missing are reported as skipped (never silently dropped).
 """
@@ -92,12 +113,33 @@ def make_dataset(name: str, cfg: dict, seed: int):
     return D.load_her2st()
 
 
+_META_FIELDS = ("family", "trained", "learned", "objective", "architecture", "inputs", "layer", "seed", "twin_group")
+
+
+def _jsonable(v):
+    """Plain Python values (numpy scalars and arrays from AnnData uns) for paper.json."""
+    import numpy as np
+
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+class _NotRun(Exception):
+    """The set's data are missing (its status says so)."""
+
+
 def run_one(name: str, args, command: str) -> dict:
     """Run (or reuse) one set; returns its record (also written to ``<outdir>/<name>/paper.json``)."""
     out = args.outdir / name
     cfg = {"dataset": dataset_config(name, args), "skipped_steps": sorted(args.skip_steps), "classification_also": [] if args.quick else
            list(args.classification_also), "seeds": list(args.seeds), "segmenter": args.segmenter,
-           "train_epochs": {"gnn": args.gnn_epochs, "cnn": args.cnn_epochs}, "quick": bool(args.quick)}
+           "train_epochs": {"gnn": args.gnn_epochs, "cnn": args.cnn_epochs}, "quick": bool(args.quick),
+           "simclr_max_crops": None if args.quick else args.simclr_max_crops}
     rec_path = out / "paper.json"
     if rec_path.is_file() and not args.rerun:
         rec = json.loads(rec_path.read_text())
@@ -111,6 +153,11 @@ def run_one(name: str, args, command: str) -> dict:
     print(f"[paper] {name}: starting ({cfg})", flush=True)
     try:
         ds = make_dataset(name, cfg["dataset"], args.seeds[0])
+    except tg.InputError as exc:  # missing data: reported, not fatal
+        ds, rec["status"] = None, f"skipped: {exc}"
+    try:
+        if ds is None:
+            raise _NotRun
         if not args.quick and args.classification_also:  # needed to check the metric disagreement
             for t in ds.tasks:
                 if t["task"] == "classification":
@@ -119,9 +166,10 @@ def run_one(name: str, args, command: str) -> dict:
 
         steps = None if not args.skip_steps else [s.name for s in REPRESENTATIONS if s.name not in args.skip_steps]
         res = run_bench(ds, out, quick=args.quick, seeds=tuple(args.seeds), segmenter=args.segmenter,
-                        command=command, train_epochs=cfg["train_epochs"], representations=steps)
-    except tg.InputError as exc:  # missing data: reported, not fatal
-        rec["status"] = f"skipped: {exc}"
+                        command=command, train_epochs=cfg["train_epochs"], representations=steps,
+                        cnn_max_crops=cfg["simclr_max_crops"])
+    except _NotRun:
+        pass
     except Exception as exc:  # noqa: BLE001 - one failing set must not lose the others
         traceback.print_exc()
         rec["status"] = f"failed: {exc!r}"
@@ -130,7 +178,12 @@ def run_one(name: str, args, command: str) -> dict:
         rec_path.write_text(json.dumps(rec, indent=1, default=str))
         print(f"[paper] {name}: {rec['status']}", flush=True)
         return rec
+    man = json.loads((out / "manifest.json").read_text())
+    meta = {k: _jsonable({f: (v or {}).get(f) for f in _META_FIELDS})
+            for k, v in (res.samples.uns.get("representations") or {}).items()}
     rec.update(status="done", seconds=round(time.time() - t1, 1), skipped=res.skipped, flags=list(res.flags),
+               timings=man.get("timings", {}), evaluate_timings=man.get("evaluate_timings", {}),
+               representations_meta=meta,
                n_samples=int(res.samples.n_obs), representations=[k for k in res.samples.obsm if k.startswith("X_")],
                n_nuclei=int(res.cells.n_obs), load_before=load0, load_after=os.getloadavg(),
                finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
@@ -190,25 +243,89 @@ def claims(summary: pd.DataFrame, gaps: pd.DataFrame, flags: list[str], reps_met
     return lines
 
 
-def gather(records: dict, args, command: str, t0: float) -> str:
+# wall time of run_bench's steps (manifest.json "timings"): column -> the timing keys summed into it
+STEP_COLUMNS = (
+    ("segmentation", ("bench: segment",)),
+    ("features", ("bench: features",)),
+    ("graph + samples + descriptors", ("bench: graph", "bench: samples", "bench: structural descriptors")),
+    ("colour", ("bench: representation color",)),
+    ("GNN twins", ("bench: representation gnn_untrained",)),
+    ("CNN twins", ("bench: representation cnn_untrained",)),
+    ("GNN DGI", ("bench: representation gnn_ssl",)),
+    ("CNN SimCLR", ("bench: representation cnn_ssl",)),
+    ("evaluate + diagnostics", ("bench: evaluate",)),
+    ("tables + plots", ("bench: tables and plots",)),
+)
+# seconds inside tg.eval.evaluate (uns['tg_eval']['timings']), summed over a set's tasks
+EVAL_COLUMNS = ("linear_probe", "knn", "retrieval", "leiden", "hest_ridge", "probes", "cka", "knn_overlap")
+
+
+def step_seconds(timings: dict) -> dict[str, float]:
+    """run_bench's step timings grouped into :data:`STEP_COLUMNS` (a step that did not run is absent)."""
+    out = {}
+    for col, prefixes in STEP_COLUMNS:
+        vals = [float(v) for k, v in timings.items() if any(k.startswith(p) for p in prefixes)]
+        if vals:
+            out[col] = sum(vals)
+    return out
+
+
+def load_records(outdir: Path, datasets) -> dict[str, dict]:
+    """Each set's ``paper.json`` in ``outdir``; a set without one is recorded as not run."""
+    records = {}
+    for name in datasets:
+        p = Path(outdir) / name / "paper.json"
+        records[name] = json.loads(p.read_text()) if p.is_file() else {
+            "name": name, "config": {}, "status": f"not run (no {name}/paper.json in {outdir})"}
+    return records
+
+
+def _reps_meta(out: Path, rec: dict) -> dict:
+    """Provenance records of a set's representations: from paper.json, else from its cached samples."""
+    if rec.get("representations_meta"):
+        return dict(rec["representations_meta"])
+    man = out / "cache" / "samples.h5ad"
+    if not man.is_file():
+        return {}
+    import anndata as ad
+
+    from tissuegraph.bench import _unplain_uns
+
+    s = ad.read_h5ad(man, backed="r")
+    meta = _unplain_uns(dict(s.uns.get("representations", {})))
+    s.file.close()
+    return meta
+
+
+def _num(x, fmt="{:.0f}") -> str:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return ""
+    return fmt.format(x) if x == x else ""
+
+
+def gather(outdir, datasets, *, command: str, write: Path | None = None, records: dict | None = None,
+           started: float | None = None) -> str:
+    """Gather the finished sets of ``outdir`` into one report; write ``write``.md/.csv/.json when given.
+
+    ``records``: each set's record (default: read by :func:`load_records`). Sets that did not finish
+    are listed with their status (not run, skipped: data missing, failed: the error) and left out of
+    the tables. Returns the Markdown text.
+    """
+    t0 = time.time() if started is None else started
+    outdir = Path(outdir)
+    records = load_records(outdir, datasets) if records is None else records
     summaries, gaps, probes, flags, reps_meta = [], [], [], [], {}
     for name, rec in records.items():
-        out = args.outdir / name
-        if not rec["status"].startswith("done"):
+        out = outdir / name
+        if not str(rec.get("status", "")).startswith("done"):
             continue
         for lst, f in ((summaries, "summary.csv"), (gaps, "gaps.csv"), (probes, "probes.csv")):
             if (out / f).is_file():
                 lst.append(pd.read_csv(out / f))
         flags += [f"{name}: {f}" for f in rec.get("flags", [])]
-        man = out / "cache" / "samples.h5ad"
-        if man.is_file():
-            import anndata as ad
-
-            from tissuegraph.bench import _unplain_uns
-
-            s = ad.read_h5ad(man, backed="r")
-            reps_meta.update(_unplain_uns(dict(s.uns.get("representations", {}))))
-            s.file.close()
+        reps_meta.update(_reps_meta(out, rec))
     summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
     gap = pd.concat(gaps, ignore_index=True) if gaps else pd.DataFrame()
 
@@ -218,27 +335,60 @@ def gather(records: dict, args, command: str, t0: float) -> str:
              f"- tissuegraph {tg.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs shared with "
              f"other sessions (this run at nice 19: its wall times are not speed measurements); load average "
              f"{', '.join(f'{x:.2f}' for x in la)} when gathered", ""]
-    lines += ["## Configuration (what 'full' means in this run)", "",
+    lines += ["## Configuration of this run", "",
               "| set | status | samples | nuclei | configuration | seeds (twins) | evaluation splits | training epochs | "
               "wall s | started (UTC) | load average (1 min) before / after |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, rec in records.items():
-        c = rec["config"]
-        f = args.outdir / name / "summary.csv"
-        n_eval = int(pd.read_csv(f)["n"].max()) if rec["status"].startswith("done") and f.is_file() else ""
-        lb, la_ = rec.get("load_before", [float("nan")])[0], rec.get("load_after", [float("nan")])[0]
-        lines.append(f"| {name} | {rec['status'][:160]} | {rec.get('n_samples', '')} | {rec.get('n_nuclei', '')} | "
-                     f"{json.dumps(c['dataset'])}" + (f"; steps not run: {', '.join(c['skipped_steps'])}" if c.get("skipped_steps") else "")
-                     + f" | {c['seeds']} | {n_eval} | GNN (DGI) {c['train_epochs']['gnn']}, CNN (SimCLR) "
-                     f"{c['train_epochs']['cnn']} | {rec.get('seconds', '')} | {rec.get('started', '')} | "
-                     f"{lb:.1f} / {la_:.1f} |")
+        c = rec.get("config") or {}
+        done = str(rec.get("status", "")).startswith("done")
+        f = outdir / name / "summary.csv"
+        n_eval = int(pd.read_csv(f)["n"].max()) if done and f.is_file() else ""
+        lb = (rec.get("load_before") or [float("nan")])[0]
+        la_ = (rec.get("load_after") or [float("nan")])[0]
+        te = c.get("train_epochs") or {}
+        conf = json.dumps(c["dataset"]) if "dataset" in c else ""
+        if c.get("simclr_max_crops") is not None:
+            conf += f"; SimCLR trained on at most {c['simclr_max_crops']} crops (all samples embedded)"
+        if c.get("skipped_steps"):
+            conf += f"; steps not run: {', '.join(c['skipped_steps'])}"
+        if c.get("classification_also") is not None and not c.get("quick"):
+            conf += f"; scored beside classification: {', '.join(c['classification_also']) or 'nothing'}"
+        epochs = f"GNN (DGI) {te['gnn']}, CNN (SimCLR) {te['cnn']}" if te else ""
+        seeds = c.get("seeds", "")
+        if c.get("quick"):  # --quick: the first seed, untrained networks only
+            seeds, epochs = seeds[:1], "none (quick: untrained networks only)"
+        lines.append(f"| {name} | {str(rec.get('status', ''))[:160]} | {rec.get('n_samples', '')} | "
+                     f"{rec.get('n_nuclei', '')} | {conf} | {seeds} | {n_eval} | {epochs} | "
+                     f"{_num(rec.get('seconds'))} | {rec.get('started', '')} | "
+                     + (f"{_num(lb, '{:.1f}')} / {_num(la_, '{:.1f}')}" if done else "") + " |")
+    timed_sets = {n: r for n, r in records.items() if str(r.get("status", "")).startswith("done") and r.get("timings")}
+    if timed_sets:
+        lines += ["", "## Where the time goes: wall seconds per step (nice 19, sets running side by side)", "",
+                  "| set | " + " | ".join(c for c, _ in STEP_COLUMNS) + " | other (loading, caches, report) | total |",
+                  "|---|" + "---|" * (len(STEP_COLUMNS) + 2)]
+        for name, rec in timed_sets.items():
+            st = step_seconds(rec["timings"])
+            other = float(rec.get("seconds", float("nan"))) - sum(st.values())
+            # a resumed set: its cached steps ran in an earlier process, so "other" is not defined
+            lines.append(f"| {name} | " + " | ".join(_num(st.get(c)) for c, _ in STEP_COLUMNS)
+                         + f" | {_num(other) if other >= 0 else 'resumed'} | {_num(rec.get('seconds'))} |")
+        ev_sets = {n: r for n, r in timed_sets.items() if r.get("evaluate_timings")}
+        if ev_sets:
+            lines += ["", "Inside `evaluate` (seconds summed over a set's tasks; linear probe, kNN, retrieval and "
+                      "Leiden over every split x seed; probes, CKA and k-NN overlap once):", "",
+                      "| set | " + " | ".join(EVAL_COLUMNS) + " |", "|---|" + "---|" * len(EVAL_COLUMNS)]
+            for name, rec in ev_sets.items():
+                tot = {k: sum(float((d or {}).get(k, 0.0)) for d in rec["evaluate_timings"].values())
+                       for k in EVAL_COLUMNS}
+                lines.append(f"| {name} | " + " | ".join(_num(tot[k]) if tot[k] else "" for k in EVAL_COLUMNS) + " |")
     cmds = sorted({r["command"] for r in records.values() if r.get("command")})
     if cmds and cmds != [command]:
-        lines += ["", "The sets were run by (the same configuration; several processes so that they could run side by "
-                  "side):", ""] + [f"- `{c}`" for c in cmds]
+        lines += ["", "The sets were run by (several processes so that they could run side by side):", ""] + [
+            f"- `{c}`" for c in cmds]
     skipped = {f"{n}: {k}": v for n, r in records.items() for k, v in (r.get("skipped") or {}).items()}
     lines += ["", "Seeds: one untrained twin of every network per seed. Evaluation: grouped splits x seeds, the number "
-              "of (split, seed) pairs each score is averaged over is in the column above. Steps skipped or failed: " + ("; ".join(f"{k} ({v})" for k, v in skipped.items())
-                                                         or "none") + ".", ""]
+              "of (split, seed) pairs each score is averaged over is in the column above. Steps skipped or failed: "
+              + ("; ".join(f"{k} ({v})" for k, v in skipped.items()) or "none") + ".", ""]
     if not summary.empty:
         prim = _primary_rows(summary)
         cols, cell = [], {}
@@ -271,16 +421,18 @@ def gather(records: dict, args, command: str, t0: float) -> str:
         lines.append("")
     lines += ["## Flags", ""] + ([f"- {f}" for f in flags] or ["- none"]) + [""]
     lines += [f"Per-set outputs (summary.md, results.csv, gaps.csv, probes.csv, plots, report.html) were written to "
-              f"`{args.outdir}/<set>/`; gathered in {time.time() - t0:.0f} s.", ""]
+              f"`{outdir}/<set>/`; this command took {time.time() - t0:.0f} s.", ""]
     text = "\n".join(lines)
-    args.write.parent.mkdir(parents=True, exist_ok=True)
-    args.write.with_suffix(".md").write_text(text)
-    if not summary.empty:
-        summary.to_csv(args.write.with_suffix(".csv"), index=False)
-    args.write.with_suffix(".json").write_text(json.dumps({
-        "command": command, "records": records, "gaps": gap.to_dict("records"), "flags": flags,
-        "probes": (pd.concat(probes, ignore_index=True).to_dict("records") if probes else []),
-        "load_average": la, "version": tg.__version__}, indent=1, default=str))
+    if write is not None:
+        write = Path(write)
+        write.parent.mkdir(parents=True, exist_ok=True)
+        write.with_suffix(".md").write_text(text)
+        if not summary.empty:
+            summary.to_csv(write.with_suffix(".csv"), index=False)
+        write.with_suffix(".json").write_text(json.dumps({
+            "command": command, "records": records, "gaps": gap.to_dict("records"), "flags": flags,
+            "probes": (pd.concat(probes, ignore_index=True).to_dict("records") if probes else []),
+            "load_average": la, "version": tg.__version__}, indent=1, default=str))
     return text
 
 
@@ -292,15 +444,21 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     ap.add_argument("--segmenter", default="auto")
     ap.add_argument("--gnn-epochs", type=int, default=50, help="epochs of the self-supervised GNN (DGI)")
-    ap.add_argument("--cnn-epochs", type=int, default=20,
-                    help="epochs of the self-supervised ResNet-18 (SimCLR; ~1 CPU-minute per epoch per 500 crops of "
-                         "96 px on 2 cores: use a GPU or fewer epochs)")
-    ap.add_argument("--n-synthetic", type=int, default=96, help="diagnostic samples per factor")
+    ap.add_argument("--cnn-epochs", type=int, default=5,
+                    help="epochs of the self-supervised ResNet-18 (SimCLR; ~13 CPU-seconds per epoch per 128 crops of "
+                         "112 px on one core: raise it on a GPU)")
+    ap.add_argument("--n-synthetic", type=int, default=48, help="diagnostic samples per factor")
     ap.add_argument("--synthetic-size-um", type=float, default=160.0, help="edge of a diagnostic sample, µm")
-    ap.add_argument("--spot-sections", type=int, default=6, help="synthetic spot sections")
-    ap.add_argument("--spot-section-um", type=float, default=1000.0, help="edge of a synthetic spot section, µm")
-    ap.add_argument("--kather-per-class", type=int, default=None, help="tiles per class (default: all)")
-    ap.add_argument("--crchisto-images", type=int, default=None, help="CRCHisto images (default: all)")
+    ap.add_argument("--spot-sections", type=int, default=6,
+                    help="synthetic spot sections (>= 5: the splits are grouped by section, 5 folds)")
+    ap.add_argument("--spot-section-um", type=float, default=800.0, help="edge of a synthetic spot section, µm")
+    ap.add_argument("--kather-per-class", type=int, default=50,
+                    help="tiles per class (0: all; the shared data's Kather subset has 100 per class)")
+    ap.add_argument("--crchisto-images", type=int, default=30,
+                    help="the first CRCHisto images of each split (0: all; the shared data hold 70 + 10)")
+    ap.add_argument("--simclr-max-crops", type=int, default=256,
+                    help="the self-supervised CNN (SimCLR) trains on at most this many crops (drawn with the first "
+                         "seed; every sample is still embedded); recorded in the results")
     ap.add_argument("--skip-steps", nargs="*", default=[], choices=["color", "gnn_untrained", "cnn_untrained",
                                                                       "gnn_ssl", "cnn_ssl"],
                     help="representation steps not to run (recorded in the results), e.g. cnn_ssl on a busy CPU")
@@ -314,25 +472,25 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not args.seeds:
         raise SystemExit("--seeds needs at least one seed")
+    if not args.quick and "synthetic_spots" in args.datasets and args.spot_sections < 5:
+        raise SystemExit(f"--spot-sections {args.spot_sections}: the synthetic spot splits are grouped by section "
+                         "into 5 folds, so at least 5 sections are needed")
+    args.kather_per_class = args.kather_per_class or None  # 0: all
+    args.crchisto_images = args.crchisto_images or None
+    for name in args.datasets:
+        if name not in ALL:
+            raise SystemExit(f"unknown data set {name!r}; choose from {ALL}")
     tg.settings.progress = False
     from tissuegraph._logging import set_verbosity
 
     set_verbosity("INFO")  # the timings of every step go to stderr
     command = "PYTHONPATH=. python benchmarks/paper_comparison.py " + " ".join(sys.argv[1:] if argv is None else argv)
     t0 = time.time()
-    records = {}
-    for name in args.datasets:
-        if name not in ALL:
-            raise SystemExit(f"unknown data set {name!r}; choose from {ALL}")
-        if args.gather_only:
-            p = args.outdir / name / "paper.json"
-            records[name] = json.loads(p.read_text()) if p.is_file() else {
-                "config": {"dataset": dataset_config(name, args), "seeds": list(args.seeds),
-                           "train_epochs": {"gnn": args.gnn_epochs, "cnn": args.cnn_epochs}},
-                "status": "not run (no finished run in the output folder)"}
-        else:
-            records[name] = run_one(name, args, command)
-    print(gather(records, args, command, t0))
+    if args.gather_only:
+        records = load_records(args.outdir, args.datasets)
+    else:
+        records = {name: run_one(name, args, command) for name in args.datasets}
+    print(gather(args.outdir, args.datasets, command=command, write=args.write, records=records, started=t0))
     return 0
 
 

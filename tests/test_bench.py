@@ -114,6 +114,13 @@ def test_run_bench_end_to_end_and_resume(tiny, tmp_path, monkeypatch):
     assert "broken: failed: RuntimeError: out of memory" in md
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["done"][:2] == ["build", "testcolour"]
+    # every step's wall time is recorded (the failed one too), for paper_comparison's "where the time goes"
+    tm = manifest["timings"]
+    for key in ("bench: segment diagnostic", "bench: features", "bench: structural descriptors",
+                "bench: representation testcolour", "bench: representation broken",
+                "bench: evaluate diagnostic: density", "bench: evaluate diagnostic: stain", "bench: tables and plots"):
+        assert tm[key] >= 0, key
+    assert "bench: representation slow" not in tm and sum(tm.values()) <= manifest["seconds"]
     # the colour step sees the stain factor (the structural side is checked on larger data in
     # tests/datasets/test_diagnostic_pipeline.py; 8 samples are too few for ~500 descriptors)
     summ = res.summary.set_index(["task", "representation"])["mean"]
@@ -134,6 +141,15 @@ def test_run_bench_end_to_end_and_resume(tiny, tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), table)
     np.testing.assert_array_equal(res2.samples.obsm["X_testcolour"], res.samples.obsm["X_testcolour"])
     assert res2.samples.uns["representations"]["X_structural"]["objective"] is None   # None survives the cache
+    # the build's timings survive the resume
+    tm2 = json.loads((out / "manifest.json").read_text())["timings"]
+    assert tm2["bench: segment diagnostic"] == tm["bench: segment diagnostic"]
+    # a data set with the same name but other samples never resumes from this cache
+    other = tg.datasets.diagnostic_benchmark(factor=["density", "stain"], n_samples=6, size_um=72.0, n_patients=2,
+                                             seed=0, progress_bar=False)
+    assert other.name == tiny.name
+    with pytest.raises(AssertionError, match="build must not run again"):
+        run_bench(other, out, quick=True, evaluate=fake_evaluate, segmenter="watershed", progress=False)
 
 
 def test_without_evaluation_module(tiny, tmp_path, monkeypatch):

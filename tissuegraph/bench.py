@@ -305,7 +305,8 @@ def _cnn_ssl(ctx: _Ctx) -> None:
     # crops stay inside the sample (mosaic tiles are surrounded by glass): train on 3/4 of the patch
     out = emb.train_patches(ctx.samples, ctx.slide, model="resnet18", objective="simclr", mpp=ctx.mpp,
                             size=max(32, int(ctx.patch_size * 0.75)), crop_size=ctx.patch_size,
-                            seed=ctx.seeds[0], epochs=ctx.epochs("cnn"))
+                            seed=ctx.seeds[0], epochs=ctx.epochs("cnn"),
+                            max_crops=ctx.extra.get("cnn_max_crops", 4096))
     enc = out[0] if isinstance(out, tuple) else out  # (encoder, card)
     emb.patches(ctx.samples, ctx.slide, model=enc, mpp=ctx.mpp, size=ctx.patch_size)
 
@@ -438,8 +439,9 @@ def _accepts(fn: Callable, name: str) -> bool:
 
 
 def _evaluate_tasks(samples, tasks: list[dict], evaluate: Callable, *, quick: bool, seeds: tuple[int, ...],
-                    dataset: str) -> dict[str, Any]:
+                    dataset: str, timings: dict | None = None) -> dict[str, Any]:
     parts: dict[str, list] = {"results": [], "summary": [], "gaps": [], "probes": []}
+    eval_timings: dict[str, dict] = {}
     flags: list[str] = []
     cka: dict[str, pd.DataFrame] = {}
     evaluated: dict[str, Any] = {}
@@ -464,7 +466,7 @@ def _evaluate_tasks(samples, tasks: list[dict], evaluate: Callable, *, quick: bo
             kwargs.update(n_splits=3, seeds=seeds[:1])
         else:
             kwargs.update(seeds=tuple(seeds))
-        with timed(f"bench: evaluate {t['name']}"):
+        with timed(f"bench: evaluate {t['name']}", timings=timings):
             evaluate(sub, **kwargs)
         ev = sub.uns.get(K.eval_key)
         if ev is None:
@@ -478,6 +480,8 @@ def _evaluate_tasks(samples, tasks: list[dict], evaluate: Callable, *, quick: bo
                 parts[key].append(df)
         fl = ev.get("flags")
         flags += [f"{t['name']}: {f}" for f in ([] if fl is None else list(np.atleast_1d(fl)))]
+        if isinstance(ev.get("timings"), dict):  # seconds inside evaluate, per protocol / diagnostic
+            eval_timings[t["name"]] = {str(k): round(float(v), 2) for k, v in ev["timings"].items()}
         if isinstance(ev.get("cka"), pd.DataFrame):
             cka[t["name"]] = ev["cka"]
         evaluated[t["name"]] = sub
@@ -485,6 +489,7 @@ def _evaluate_tasks(samples, tasks: list[dict], evaluate: Callable, *, quick: bo
     out["flags"] = flags
     out["cka"] = cka
     out["evaluated"] = evaluated
+    out["evaluate_timings"] = eval_timings
     return out
 
 
@@ -621,7 +626,8 @@ def run_bench(dataset: Any, outdir: str | os.PathLike, *, quick: bool = False, s
               segmenter: Any = "auto", graph: str = "delaunay", max_edge_um: float = 50.0,
               representations: Sequence[str] | None = None, evaluate: Callable | None = None,
               mpp: float | None = None, train_epochs: dict | None = None, n_jobs: int | None = None,
-              progress: bool | None = None, resume: bool = True, command: str | None = None) -> BenchResult:
+              progress: bool | None = None, resume: bool = True, command: str | None = None,
+              cnn_max_crops: int | None = 4096) -> BenchResult:
     """Run the pipeline, every representation and the evaluation on one data set; write the report.
 
     Parameters
@@ -651,6 +657,12 @@ def run_bench(dataset: Any, outdir: str | os.PathLike, *, quick: bool = False, s
         about a minute per epoch and 50 crops on 2 busy cores: lower ``'cnn'`` there, or use a GPU).
     resume
         Reuse finished steps cached in ``outdir/cache`` from a run with the same arguments.
+    cnn_max_crops
+        The self-supervised CNN (SimCLR) trains on at most this many crops, drawn with the first seed from
+        the samples' tiles (``None``: all); every sample is embedded. Lower it on a busy CPU.
+
+    Every step's wall time goes to ``manifest.json`` (``timings``; ``evaluate_timings``: seconds inside
+    ``tg.eval.evaluate`` per task and protocol).
     """
     t0 = time.perf_counter()
     out = Path(outdir)
@@ -661,10 +673,15 @@ def run_bench(dataset: Any, outdir: str | os.PathLike, *, quick: bool = False, s
         raise InputError("seeds must hold at least one seed.")
     ds_key = dataset.name if hasattr(dataset, "name") and not isinstance(dataset, (str, os.PathLike)) else str(dataset)
     params = {"dataset": ds_key, "quick": bool(quick), "seeds": list(seeds), "segmenter": str(segmenter),
-              "train_epochs": dict(train_epochs or {}),
+              "train_epochs": dict(train_epochs or {}), "cnn_max_crops": cnn_max_crops,
               "graph": graph, "max_edge_um": float(max_edge_um), "mpp": mpp, "version": __version__}
     cells_path, samples_path = cache / "cells.h5ad", cache / "samples.h5ad"
     ds = load_dataset(dataset, quick=quick, seed=seeds[0], mpp=mpp)
+    # the cache belongs to these samples only (the same name at another size must not resume from it)
+    import hashlib
+
+    params["samples"] = {"n": int(len(ds.obs)), "ids_sha256": hashlib.sha256(
+        "\n".join(str(i) for i in ds.obs.index).encode()).hexdigest()}
     state: dict = {}
     if resume and cells_path.is_file() and samples_path.is_file():
         import anndata as ad
@@ -680,7 +697,8 @@ def run_bench(dataset: Any, outdir: str | os.PathLike, *, quick: bool = False, s
     if not state:
         cells, samples, slide = build(ds, segmenter=segmenter, graph=graph, max_edge_um=max_edge_um, n_jobs=n_jobs,
                                       progress=progress, seed=seeds[0])
-        state = {"params": json.loads(json.dumps(params)), "done": ["build"]}
+        state = {"params": json.loads(json.dumps(params)), "done": ["build"],
+                 "timings": dict((samples.uns.get("bench_dataset") or {}).get("timings") or {})}
         cells.write_h5ad(cells_path)
         _write_samples(samples, samples_path, state)
 
@@ -693,7 +711,8 @@ def run_bench(dataset: Any, outdir: str | os.PathLike, *, quick: bool = False, s
                              f"{[s.name for s in REPRESENTATIONS]}.")
     done_keys = {k for k in samples.obsm if k.startswith("X_")}
     ctx = _Ctx(samples=samples, cells=cells, slide=slide, mpp=float(ds.mpp), quick=bool(quick), seeds=seeds,
-               patch_size=_patch_px(ds), train_epochs=dict(train_epochs or {}))
+               patch_size=_patch_px(ds), train_epochs=dict(train_epochs or {}),
+               extra={"cnn_max_crops": None if cnn_max_crops is None else int(cnn_max_crops)})
     for step in steps:
         if step.name in state["done"]:
             continue
@@ -706,7 +725,7 @@ def run_bench(dataset: Any, outdir: str | os.PathLike, *, quick: bool = False, s
             logger.info("bench: skipping %s: %s", step.name, why)
             continue
         try:
-            with timed(f"bench: representation {step.name}"):
+            with timed(f"bench: representation {step.name}", timings=state.setdefault("timings", {})):
                 step.run(ctx)
         except Exception as exc:  # one failing representation must not lose the others; it is reported
             skipped[step.name] = f"failed: {type(exc).__name__}: {exc}"
@@ -727,12 +746,16 @@ def run_bench(dataset: Any, outdir: str | os.PathLike, *, quick: bool = False, s
             evaluate = None
             skipped["evaluation"] = f"tissuegraph.eval.evaluate is not available ({exc})"
             logger.warning("bench: %s", skipped["evaluation"])
+    for key in [k for k in state.setdefault("timings", {}) if k.startswith(("bench: evaluate", "bench: tables"))]:
+        del state["timings"][key]  # always run again on resume: this run's time, not the sum over runs
     if evaluate is not None:
-        ev = _evaluate_tasks(samples, ds.tasks, evaluate, quick=quick, seeds=seeds, dataset=ds.name)
+        ev = _evaluate_tasks(samples, ds.tasks, evaluate, quick=quick, seeds=seeds, dataset=ds.name,
+                             timings=state.setdefault("timings", {}))
     else:
         ev = {"results": pd.DataFrame(), "summary": pd.DataFrame(), "gaps": pd.DataFrame(),
               "probes": pd.DataFrame(), "flags": [], "cka": {}}
-    paths = _write_tables(out, ev, skipped)
+    with timed("bench: tables and plots", timings=state.setdefault("timings", {})):
+        paths = _write_tables(out, ev, skipped)
     cmd = command or f"tg.bench.run_bench({ds_key!r}, {str(out)!r}, quick={quick})"
     paths["summary"].write_text(_summary_md(ds.name, ev, samples, skipped, quick=quick, command=cmd,
                                             seconds=time.perf_counter() - t0))
@@ -740,6 +763,8 @@ def run_bench(dataset: Any, outdir: str | os.PathLike, *, quick: bool = False, s
         "params": state["params"], "done": state["done"], "skipped": skipped, "tasks": ds.tasks,
         "representations": reps, "dataset": {"name": ds.name, "n_samples": int(samples.n_obs),
                                              "metadata": ds.metadata},
+        "timings": {k: round(float(v), 2) for k, v in state.get("timings", {}).items()},
+        "evaluate_timings": ev.get("evaluate_timings", {}),
         "seconds": round(time.perf_counter() - t0, 1)}, indent=2, default=str))
     _bench_report(out, ev, samples=samples, cells=cells, slide=slide, title=f"tissuegraph bench: {ds.name}")
     logger.info("bench: %s done in %.0fs -> %s", ds.name, time.perf_counter() - t0, out)
