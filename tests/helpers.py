@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark_script(name: str):
+    """Import ``benchmarks/<name>.py`` as module ``name`` (scripts are not a package; their folder is on
+    ``sys.path`` only while they load, for scripts that import a sibling)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, mod)
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return mod
 
 
 def disks_image(shape=(600, 800), n=60, r_range=(5, 11), seed=0, rgb=True):

@@ -1,24 +1,16 @@
 """The gathering code of benchmarks/paper_comparison.py on hand-made finished-set folders (no real data)."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import load_benchmark_script
 
 
 @pytest.fixture(scope="module")
 def pc():
-    path = REPO / "benchmarks" / "paper_comparison.py"
-    spec = importlib.util.spec_from_file_location("paper_comparison", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("paper_comparison", mod)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark_script("paper_comparison")
 
 
 META = {

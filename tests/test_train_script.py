@@ -1,23 +1,18 @@
 """The helpers of benchmarks/train_stardist_models.py that decide what a model is trained on."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.helpers import load_benchmark_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def script():
-    path = REPO / "benchmarks" / "train_stardist_models.py"
-    spec = importlib.util.spec_from_file_location("train_stardist_models", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("train_stardist_models", mod)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark_script("train_stardist_models")
 
 
 def test_crchisto_split_is_deterministic_disjoint_and_complete(script):

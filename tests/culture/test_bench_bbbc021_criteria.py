@@ -3,26 +3,17 @@ DMSO batch mAP, the compound halves of the held-out check) against hand computat
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import load_benchmark_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    path = REPO / "benchmarks" / "bench_bbbc021.py"
-    spec = importlib.util.spec_from_file_location("bench_bbbc021", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_bbbc021", mod)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark_script("bench_bbbc021")
 
 
 def _screen(seed=0):

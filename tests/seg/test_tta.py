@@ -130,22 +130,14 @@ def test_cli_segment_with_tta(keras_home, nuclei_2d, tmp_path, capsys):
 def test_model_folder_sets_the_default_tta_and_the_choice_script_writes_it(tiny_stardist, tmp_path):
     """crchisto_inner_val.py --write-choice stores the chosen (tta, prob_thresh) in a model folder; the
     backend then uses them unless told otherwise."""
-    import importlib.util
     import json
     import shutil
-    import sys
-    from pathlib import Path
+
+    from tests.helpers import load_benchmark_script
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_stardist.folder, folder)
-    bench = Path(__file__).resolve().parents[2] / "benchmarks"
-    sys.path.insert(0, str(bench))
-    try:
-        spec = importlib.util.spec_from_file_location("crchisto_inner_val", bench / "crchisto_inner_val.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(bench))
+    mod = load_benchmark_script("crchisto_inner_val")
     old_prob = json.loads((folder / "thresholds.json").read_text())["prob"]
     mod._write_choice(folder, dict(tta=4, prob_thresh=0.35, model_prob_thresh=old_prob, f1=0.8,
                                    precision=0.8, recall=0.8))
