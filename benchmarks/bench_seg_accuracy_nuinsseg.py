@@ -110,6 +110,19 @@ def _segment_all(backend, X, mpp):
     return out, time.perf_counter() - t0
 
 
+def _backend_options(args, record: bool = False) -> dict:
+    """The StarDist backend options under study (``--tta``, ``--model-mpp``, ``--stain-norm``); only those
+    given (``record``: for the result rows, with the thread count left out)."""
+    kw = {} if record else {"n_threads": args.threads}
+    if args.tta is not None:
+        kw["tta"] = args.tta
+    if args.model_mpp is not None:
+        kw["mpp"] = args.model_mpp
+    if args.stain_norm is not None:
+        kw["stain_norm"] = None if args.stain_norm == "none" else args.stain_norm
+    return kw
+
+
 def cmd_choose(args, data: Path) -> int:
     import tissuegraph as tg
 
@@ -118,7 +131,7 @@ def cmd_choose(args, data: Path) -> int:
     print(f"validation organs {organs['val']}: {len(ids)} images", flush=True)
     rows = []
     for model in args.models:
-        be = tg.seg.load_stardist(model, n_threads=args.threads)
+        be = tg.seg.load_stardist(model, **_backend_options(args))
         used = set(be.info.get("split", {}).get("train", []))
         assert not used & set(ids), "validation images were trained on"
         t0 = time.perf_counter()
@@ -133,15 +146,16 @@ def cmd_choose(args, data: Path) -> int:
                     kw["nms_thresh"] = float(nt)
                 preds = [be.postprocess(r, **kw)[0] for r in raws]
                 m = _instance_tally(zip(Y, preds), mpp=NUINSSEG_MPP)
-                row = dict(model=str(model), prob_thresh=pt, nms_thresh=nt, model_prob_thresh=be.prob_thresh,
+                row = dict(model=str(model), options=_backend_options(args, record=True), prob_thresh=pt, nms_thresh=nt, model_prob_thresh=be.prob_thresh,
                            model_nms_thresh=be.nms_thresh, predict_seconds=round(t_pred, 1), **m)
                 rows.append(row)
                 print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}),
                       flush=True)
-    ws, sec = _segment_all(_watershed(), X, NUINSSEG_MPP)
-    rows.append(dict(model="watershed", prob_thresh=None, nms_thresh=None, seconds=round(sec, 1),
-                     **_instance_tally(zip(Y, ws), mpp=NUINSSEG_MPP)))
-    print(json.dumps(rows[-1]), flush=True)
+    if not args.no_watershed:
+        ws, sec = _segment_all(_watershed(), X, NUINSSEG_MPP)
+        rows.append(dict(model="watershed", prob_thresh=None, nms_thresh=None, seconds=round(sec, 1),
+                         **_instance_tally(zip(Y, ws), mpp=NUINSSEG_MPP)))
+        print(json.dumps(rows[-1]), flush=True)
     best = max((r for r in rows if r["model"] != "watershed"), key=lambda r: (round(r["det_f1"], 4), r["f1"]))
     print("best:", json.dumps(best), flush=True)
     cmd = "python benchmarks/bench_seg_accuracy_nuinsseg.py " + " ".join(sys.argv[1:])
@@ -199,9 +213,11 @@ def cmd_report(args, data: Path) -> int:
 
     backends = []
     for model in ([] if args.watershed_only else args.models):
-        be = tg.seg.load_stardist(model, n_threads=args.threads)
+        be = tg.seg.load_stardist(model, **_backend_options(args))
         assert not set(be.info.get("split", {}).get("train", [])) & test_ids, "test organs were trained on"
-        backends.append((be.name if be.tta == 1 else f"{be.name} (tta {be.tta})", be))
+        extra = [f"tta {be.tta}"] * (be.tta != 1) + [f"stain {be.stain_norm}"] * bool(be.stain_norm) + \
+            [f"model at {be.mpp} µm/px"] * (args.model_mpp is not None)
+        backends.append((be.name + (f" ({', '.join(extra)})" if extra else ""), be))
     if not args.no_watershed:
         backends.append(("watershed", _watershed()))
     rows = []
@@ -270,6 +286,11 @@ def main(argv=None) -> int:
     p.add_argument("--prob-thresh", type=float, nargs="*", default=[0.3, 0.4, 0.5, 0.6])
     p.add_argument("--nms-thresh", type=float, nargs="*", default=[])
     p.add_argument("--write-choice", action="store_true")
+    p.add_argument("--tta", type=int, default=None, help="test-time augmentation (1, 2, 4, 8; default: the model's)")
+    p.add_argument("--model-mpp", type=float, default=None,
+                   help="run the model as if it worked at this µm/px (default: the model's own)")
+    p.add_argument("--stain-norm", default=None, choices=["none", "reinhard", "macenko"],
+                   help="stain normalisation to the model's training stain (default: the model's setting)")
     p.add_argument("--with-val", action="store_true", help="report: also the validation organs")
     p.add_argument("--no-watershed", action="store_true")
     p.add_argument("--quick", action="store_true", help="5 images per set")
