@@ -169,12 +169,21 @@ def cmd_choose(args, data: Path) -> int:
         info = json.loads(info_path.read_text())
         prob = best["model_prob_thresh"] if best["prob_thresh"] == "model" else float(best["prob_thresh"])
         nms = best["model_nms_thresh"] if best["nms_thresh"] == "model" else float(best["nms_thresh"])
+        opts = best.get("options", {})
         info["thresholds_choice"] = dict(
             how="the (prob, nms) threshold with the best detection F1 within 3 um (ties: F1 at IoU 0.5) on "
                 "the NuInsSeg validation organs (benchmarks/bench_seg_accuracy_nuinsseg.py choose "
-                "--write-choice); StarDist's own optimize_thresholds gave previous_prob / previous_nms",
+                "--write-choice), with the inference options in 'options' (stain_norm, tta, mpp: the model's "
+                "defaults from then on); StarDist's own optimize_thresholds gave previous_prob / previous_nms",
             det_f1=best["det_f1"], f1=best["f1"], pq=best["pq"], previous_prob=th.get("prob"),
-            previous_nms=th.get("nms"), command=cmd)
+            previous_nms=th.get("nms"), options=opts, command=cmd)
+        if "stain_norm" in opts:
+            info["stain_norm"] = opts["stain_norm"]
+        if "tta" in opts:
+            info["tta"] = int(opts["tta"])
+        if "mpp" in opts and float(opts["mpp"]) != float(info.get("mpp", opts["mpp"])):
+            info.setdefault("mpp_trained_as", info.get("mpp"))
+            info["mpp"] = float(opts["mpp"])
         th_path.write_text(json.dumps({**th, "prob": float(prob), "nms": float(nms)}))
         info_path.write_text(json.dumps(info, indent=2))
         print(f"wrote prob={prob} nms={nms} into {folder}", flush=True)

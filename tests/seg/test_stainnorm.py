@@ -167,3 +167,20 @@ def test_nuclei_records_the_stain_option(keras_home):
                        mask="all")
     assert len(df) > 10
     assert df.attrs["calibration"]["stain_source"]["method"] == "macenko"
+
+
+def test_cli_segment_with_stain_norm(keras_home, tmp_path, capsys):
+    import tifffile
+
+    from tissuegraph.cli import main
+
+    t = tg.datasets.synthetic_tissue((192, 192), mpp=0.5, seed=102, tissue_fraction=1.0)
+    src = tmp_path / "he.tif"
+    tifffile.imwrite(src, np.asarray(t.image))
+    out = tmp_path / "labels.tif"
+    assert main(["segment", str(src), "-o", str(out), "--method", "stardist", "--model", "tg_nuinsseg_he",
+                 "--mpp", "0.5", "--stain-norm", "reinhard", "--no-progress"]) == 0
+    assert tifffile.imread(out).max() > 5
+    assert main(["segment", str(src), "-o", str(tmp_path / "w.tif"), "--method", "watershed", "--mpp", "0.5",
+                 "--stain-norm", "macenko", "--no-progress"]) == 2
+    assert "--stain-norm applies to --method stardist" in capsys.readouterr().err
