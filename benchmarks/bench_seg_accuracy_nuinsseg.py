@@ -123,12 +123,30 @@ def _backend_options(args, record: bool = False) -> dict:
     return kw
 
 
+STAIN_SHIFT = dict(scale=0.5, shift=0.1, vector=0.1, seed=1234)
+
+
+def stain_shifted(X):
+    """The validation images re-stained as by another laboratory: ``hed_jitter`` (the training stain
+    augmentation) at twice its density range and stain-vector noise (``STAIN_SHIFT``), one
+    draw per image from a fixed seed.  A label-free stand-in for a new scanner / stain batch that uses no test
+    image: the stain-normalisation options are compared on it as well as on the original colours."""
+    from train_stardist_models import hed_jitter
+
+    rng = np.random.default_rng(STAIN_SHIFT["seed"])
+    kw = {k: v for k, v in STAIN_SHIFT.items() if k != "seed"}
+    return [hed_jitter(x, rng, **kw) for x in X]
+
+
 def cmd_choose(args, data: Path) -> int:
     import tissuegraph as tg
 
     organs = nuinsseg_split(nuinsseg_index(data), seed=args.seed)
     ids, X, Y = _nuinsseg(data, organs["val"], 5 if args.quick else None)
-    print(f"validation organs {organs['val']}: {len(ids)} images", flush=True)
+    if args.stain_shift:
+        X = stain_shifted(X)
+    print(f"validation organs {organs['val']}: {len(ids)} images" + " (stain-shifted)" * args.stain_shift,
+          flush=True)
     rows = []
     for model in args.models:
         be = tg.seg.load_stardist(model, **_backend_options(args))
@@ -160,7 +178,8 @@ def cmd_choose(args, data: Path) -> int:
     print("best:", json.dumps(best), flush=True)
     cmd = "python benchmarks/bench_seg_accuracy_nuinsseg.py " + " ".join(sys.argv[1:])
     out = Path(args.out or RESULTS / "seg_accuracy_nuinsseg_choice.json")
-    out.write_text(json.dumps(dict(command=cmd, val_organs=organs["val"], n_images=len(ids), rows=rows,
+    out.write_text(json.dumps(dict(command=cmd, val_organs=organs["val"], n_images=len(ids),
+                                   stain_shift=STAIN_SHIFT if args.stain_shift else None, rows=rows,
                                    best=best, load_avg=os.getloadavg()), indent=1))
     if args.write_choice:
         folder = tg.seg.load_stardist(best["model"]).folder
@@ -295,6 +314,8 @@ def main(argv=None) -> int:
     p.add_argument("--prob-thresh", type=float, nargs="*", default=[0.3, 0.4, 0.5, 0.6])
     p.add_argument("--nms-thresh", type=float, nargs="*", default=[])
     p.add_argument("--write-choice", action="store_true")
+    p.add_argument("--stain-shift", action="store_true",
+                   help="choose: score on stain-shifted copies of the validation images (stain_shifted())")
     p.add_argument("--tta", type=int, default=None, help="test-time augmentation (1, 2, 4, 8; default: the model's)")
     p.add_argument("--model-mpp", type=float, default=None,
                    help="run the model as if it worked at this µm/px (default: the model's own)")
@@ -308,6 +329,8 @@ def main(argv=None) -> int:
     p.add_argument("--sets", nargs="*", choices=SETS, default=None, help="report: only these sets (default all)")
     p.add_argument("--watershed-only", action="store_true", help="report: the watershed alone")
     args = p.parse_args(argv)
+    if args.stain_shift and args.write_choice:
+        p.error("--write-choice takes the choice on the validation images' own colours, not --stain-shift")
     if args.what == "merge":
         return cmd_merge(args)
     data = Path(args.data) if args.data else shared_data_dir()
