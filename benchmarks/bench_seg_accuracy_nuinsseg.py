@@ -153,7 +153,7 @@ def cmd_choose(args, data: Path) -> int:
         used = set(be.info.get("split", {}).get("train", []))
         assert not used & set(ids), "validation images were trained on"
         t0 = time.perf_counter()
-        raws = [be.predict(x, mpp=NUINSSEG_MPP) for x in X]
+        raws = [be.predict(x, mpp=args.image_mpp or NUINSSEG_MPP) for x in X]
         t_pred = time.perf_counter() - t0
         for pt in ["model"] + list(args.prob_thresh):
             for nt in ["model"] + list(args.nms_thresh):
@@ -314,6 +314,9 @@ def main(argv=None) -> int:
     p.add_argument("--prob-thresh", type=float, nargs="*", default=[0.3, 0.4, 0.5, 0.6])
     p.add_argument("--nms-thresh", type=float, nargs="*", default=[])
     p.add_argument("--write-choice", action="store_true")
+    p.add_argument("--image-mpp", type=float, default=None,
+                   help="choose: the µm/px the NuInsSeg images are given to the model as (default: the "
+                        "assumed 0.25); e.g. 0.21 runs the model on them as if that were their pixel size")
     p.add_argument("--stain-shift", action="store_true",
                    help="choose: score on stain-shifted copies of the validation images (stain_shifted())")
     p.add_argument("--tta", type=int, default=None, help="test-time augmentation (1, 2, 4, 8; default: the model's)")
@@ -329,6 +332,8 @@ def main(argv=None) -> int:
     p.add_argument("--sets", nargs="*", choices=SETS, default=None, help="report: only these sets (default all)")
     p.add_argument("--watershed-only", action="store_true", help="report: the watershed alone")
     args = p.parse_args(argv)
+    if args.write_choice and args.image_mpp is not None:
+        p.error("--write-choice is taken at the images' assumed µm/px, not --image-mpp")
     if args.stain_shift and args.write_choice:
         p.error("--write-choice takes the choice on the validation images' own colours, not --stain-shift")
     if args.what == "merge":
