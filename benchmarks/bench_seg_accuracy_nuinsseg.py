@@ -138,6 +138,54 @@ def stain_shifted(X):
     return [hed_jitter(x, rng, **kw) for x in X]
 
 
+def _write_choice(best: dict, cmd: str) -> None:
+    """Write a ``choose`` row (thresholds and inference options) into its model folder: ``thresholds.json``
+    and ``tissuegraph.json`` (``thresholds_choice``, and ``stain_norm`` / ``tta`` / ``mpp`` when chosen)."""
+    import tissuegraph as tg
+
+    folder = tg.seg.load_stardist(best["model"]).folder
+    th_path, info_path = folder / "thresholds.json", folder / "tissuegraph.json"
+    th = json.loads(th_path.read_text())
+    info = json.loads(info_path.read_text())
+    prob = best["model_prob_thresh"] if best["prob_thresh"] == "model" else float(best["prob_thresh"])
+    nms = best["model_nms_thresh"] if best["nms_thresh"] == "model" else float(best["nms_thresh"])
+    opts = best.get("options", {})
+    info["thresholds_choice"] = dict(
+        how="the (prob, nms) threshold with the best detection F1 within 3 um (ties: F1 at IoU 0.5) on "
+            "the NuInsSeg validation organs (benchmarks/bench_seg_accuracy_nuinsseg.py choose "
+            "--write-choice), with the inference options in 'options' (stain_norm, tta, mpp: the model's "
+            "defaults from then on); StarDist's own optimize_thresholds gave previous_prob / previous_nms",
+        det_f1=best["det_f1"], f1=best["f1"], pq=best["pq"], previous_prob=th.get("prob"),
+        previous_nms=th.get("nms"), options=opts, command=cmd)
+    if "stain_norm" in opts:
+        info["stain_norm"] = opts["stain_norm"]
+    if "tta" in opts:
+        info["tta"] = int(opts["tta"])
+    if "mpp" in opts and float(opts["mpp"]) != float(info.get("mpp", opts["mpp"])):
+        info.setdefault("mpp_trained_as", info.get("mpp"))
+        info["mpp"] = float(opts["mpp"])
+    th_path.write_text(json.dumps({**th, "prob": float(prob), "nms": float(nms)}))
+    info_path.write_text(json.dumps(info, indent=2))
+    print(f"wrote prob={prob} nms={nms} into {folder}", flush=True)
+
+
+def cmd_apply_choice(args) -> int:
+    """The best row over several ``choose`` result files (the same rule: detection F1 within 3 µm, ties F1 at
+    IoU 0.5), written into its model folder; files scored on stain-shifted or re-scaled images are refused."""
+    rows, cmds = [], []
+    for f in args.models:
+        d = json.loads(Path(f).read_text())
+        if d.get("stain_shift") or "--image-mpp" in d["command"]:
+            raise SystemExit(f"{f}: scored on stain-shifted or re-scaled images; not a choice file")
+        rows += [r for r in d["rows"] if r["model"] != "watershed"]
+        cmds.append(d["command"])
+    best = max(rows, key=lambda r: (round(r["det_f1"], 4), r["f1"]))
+    print("best:", json.dumps(best), flush=True)
+    _write_choice(best, "; ".join(cmds) + "; then python benchmarks/bench_seg_accuracy_nuinsseg.py apply-choice "
+                  + " ".join(Path(f).name for f in args.models))
+    return 0
+
+
 def cmd_choose(args, data: Path) -> int:
     import tissuegraph as tg
 
@@ -182,30 +230,7 @@ def cmd_choose(args, data: Path) -> int:
                                    stain_shift=STAIN_SHIFT if args.stain_shift else None, rows=rows,
                                    best=best, load_avg=os.getloadavg()), indent=1))
     if args.write_choice:
-        folder = tg.seg.load_stardist(best["model"]).folder
-        th_path, info_path = folder / "thresholds.json", folder / "tissuegraph.json"
-        th = json.loads(th_path.read_text())
-        info = json.loads(info_path.read_text())
-        prob = best["model_prob_thresh"] if best["prob_thresh"] == "model" else float(best["prob_thresh"])
-        nms = best["model_nms_thresh"] if best["nms_thresh"] == "model" else float(best["nms_thresh"])
-        opts = best.get("options", {})
-        info["thresholds_choice"] = dict(
-            how="the (prob, nms) threshold with the best detection F1 within 3 um (ties: F1 at IoU 0.5) on "
-                "the NuInsSeg validation organs (benchmarks/bench_seg_accuracy_nuinsseg.py choose "
-                "--write-choice), with the inference options in 'options' (stain_norm, tta, mpp: the model's "
-                "defaults from then on); StarDist's own optimize_thresholds gave previous_prob / previous_nms",
-            det_f1=best["det_f1"], f1=best["f1"], pq=best["pq"], previous_prob=th.get("prob"),
-            previous_nms=th.get("nms"), options=opts, command=cmd)
-        if "stain_norm" in opts:
-            info["stain_norm"] = opts["stain_norm"]
-        if "tta" in opts:
-            info["tta"] = int(opts["tta"])
-        if "mpp" in opts and float(opts["mpp"]) != float(info.get("mpp", opts["mpp"])):
-            info.setdefault("mpp_trained_as", info.get("mpp"))
-            info["mpp"] = float(opts["mpp"])
-        th_path.write_text(json.dumps({**th, "prob": float(prob), "nms": float(nms)}))
-        info_path.write_text(json.dumps(info, indent=2))
-        print(f"wrote prob={prob} nms={nms} into {folder}", flush=True)
+        _write_choice(best, cmd)
     return 0
 
 
@@ -306,8 +331,9 @@ def _write_report(out: Path, meta: dict, rows: list, cmds: list) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["choose", "report", "merge"],
-                   help="merge: join report result files (given in place of MODELS) into --out")
+    p.add_argument("what", choices=["choose", "report", "merge", "apply-choice"],
+                   help="merge: join report result files (given in place of MODELS) into --out; apply-choice: "
+                        "write the best row of choose result files (given in place of MODELS) into its model")
     p.add_argument("models", nargs="*", default=["tg_nuinsseg_he"], help="StarDist model names or folders")
     p.add_argument("--data", default=None)
     p.add_argument("--seed", type=int, default=0, help="the organ split's seed (as the training recipe)")
@@ -338,6 +364,8 @@ def main(argv=None) -> int:
         p.error("--write-choice takes the choice on the validation images' own colours, not --stain-shift")
     if args.what == "merge":
         return cmd_merge(args)
+    if args.what == "apply-choice":
+        return cmd_apply_choice(args)
     data = Path(args.data) if args.data else shared_data_dir()
     if not (data / "nuinsseg").is_dir():
         print(f"NuInsSeg not found under {data}; nothing to do")
