@@ -184,3 +184,46 @@ def test_cli_segment_with_stain_norm(keras_home, tmp_path, capsys):
     assert main(["segment", str(src), "-o", str(tmp_path / "w.tif"), "--method", "watershed", "--mpp", "0.5",
                  "--stain-norm", "macenko", "--no-progress"]) == 2
     assert "--stain-norm applies to --method stardist" in capsys.readouterr().err
+
+
+def test_apply_choice_writes_the_best_options_and_refuses_shifted_scores(tmp_path):
+    """bench_seg_accuracy_nuinsseg.py apply-choice: the best row (detection F1, ties F1@0.5) over several
+    choose result files goes into the model folder (thresholds and inference options, the model's defaults
+    from then on); files scored on stain-shifted images are not choice files."""
+    import importlib.util
+    import shutil
+    import sys
+    from pathlib import Path
+
+    folder = tmp_path / "tg_nuinsseg_he"
+    shutil.copytree(FOLDER, folder)
+    bench = Path(__file__).resolve().parents[2] / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_nuinsseg", bench / "bench_seg_accuracy_nuinsseg.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(bench))
+
+    def row(det, f1, prob, **options):
+        return dict(model=str(folder), options=options, prob_thresh=prob, nms_thresh=0.3, model_prob_thresh=0.3,
+                    model_nms_thresh=0.4, det_f1=det, f1=f1, pq=0.4)
+
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps(dict(command="choose A", rows=[row(0.77, 0.60, "model", tta=8, stain_norm=None),
+                                                           row(0.78, 0.61, 0.25, tta=8, stain_norm=None)])))
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps(dict(command="choose B", rows=[row(0.78, 0.62, 0.4, tta=8, stain_norm="macenko",
+                                                               mpp=0.42)])))
+    assert mod.main(["apply-choice", str(a), str(b)]) == 0
+    be = tg.seg.load_stardist(folder)
+    assert be.tta == 8 and be.stain_norm == "macenko" and be.mpp == 0.42
+    assert be.prob_thresh == pytest.approx(0.4) and be.nms_thresh == pytest.approx(0.3)
+    info = json.loads((folder / "tissuegraph.json").read_text())
+    assert info["mpp_trained_as"] == 0.5 and "apply-choice a.json b.json" in info["thresholds_choice"]["command"]
+    assert info["thresholds_choice"]["options"]["stain_norm"] == "macenko"
+    shifted = tmp_path / "s.json"
+    shifted.write_text(json.dumps(dict(command="choose --stain-shift", stain_shift={"seed": 1}, rows=[])))
+    with pytest.raises(SystemExit, match="stain-shifted"):
+        mod.main(["apply-choice", str(shifted)])
