@@ -269,7 +269,7 @@ def cmd_report(args, data: Path) -> int:
         be = tg.seg.load_stardist(model, **_backend_options(args))
         assert not set(be.info.get("split", {}).get("train", [])) & test_ids, "test organs were trained on"
         extra = [f"tta {be.tta}"] * (be.tta != 1) + [f"stain {be.stain_norm}"] * bool(be.stain_norm) + \
-            [f"model at {be.mpp} µm/px"] * (args.model_mpp is not None)
+            [f"model at {be.mpp} µm/px"] * (args.model_mpp is not None or "mpp_trained_as" in be.info)
         backends.append((be.name + (f" ({', '.join(extra)})" if extra else ""), be))
     if not args.no_watershed:
         backends.append(("watershed", _watershed()))
