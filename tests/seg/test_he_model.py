@@ -47,7 +47,13 @@ def test_training_record_is_consistent():
     th = json.loads((FOLDER / "thresholds.json").read_text())
     chosen = info["thresholds_choice"]
     assert 0 < th["prob"] < 1 and 0 < th["nms"] < 1 and 0 < chosen["det_f1"] <= 1
-    assert "choose" in chosen["command"] and "--write-choice" in chosen["command"]
+    assert "choose" in chosen["command"] and ("--write-choice" in chosen["command"]
+                                              or "apply-choice" in chosen["command"])
+    # the inference options chosen with the thresholds are the model's defaults
+    be = tg.seg.load_stardist(FOLDER)
+    opts = chosen.get("options", {})
+    assert be.tta == opts.get("tta", 1) and be.stain_norm == opts.get("stain_norm")
+    assert be.mpp == opts.get("mpp", info["mpp"]) == info["mpp"]
 
 
 def test_stardist_on_he_uses_the_shipped_model_and_auto_keeps_the_watershed():
