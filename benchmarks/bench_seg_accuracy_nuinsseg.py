@@ -153,7 +153,7 @@ def _write_choice(best: dict, cmd: str) -> None:
     info["thresholds_choice"] = dict(
         how="the (prob, nms) threshold with the best detection F1 within 3 um (ties: F1 at IoU 0.5) on "
             "the NuInsSeg validation organs (benchmarks/bench_seg_accuracy_nuinsseg.py choose "
-            "--write-choice), with the inference options in 'options' (stain_norm, tta, mpp: the model's "
+            "--write-choice, or apply-choice over several choose runs), with the inference options in 'options' (stain_norm, tta, mpp: the model's "
             "defaults from then on); StarDist's own optimize_thresholds gave previous_prob / previous_nms",
         det_f1=best["det_f1"], f1=best["f1"], pq=best["pq"], previous_prob=th.get("prob"),
         previous_nms=th.get("nms"), options=opts, command=cmd)
