@@ -300,7 +300,11 @@ def cmd_merge(args) -> int:
     """Join the rows of several ``report`` result files (parts run in parallel, e.g. ``--sets``) into one,
     ordered by backend then set."""
     parts = [json.loads(Path(f).read_text()) for f in args.models]
-    rows = [r for part in parts for r in part["rows"]]
+    rows, seen = [], set()
+    for r in (r for part in parts for r in part["rows"]):  # one row per (backend, set): the first part's
+        if (r["backend"], r["dataset"]) not in seen:
+            seen.add((r["backend"], r["dataset"]))
+            rows.append(r)
     order = {name: i for i, name in enumerate(SETS)}
     names = list(dict.fromkeys(r["backend"] for r in rows if r["backend"] != "watershed")) + ["watershed"]
     rows.sort(key=lambda r: (names.index(r["backend"]), order.get(r["dataset"], 99)))
