@@ -153,7 +153,8 @@ def _write_choice(best: dict, cmd: str) -> None:
     info["thresholds_choice"] = dict(
         how="the (prob, nms) threshold with the best detection F1 within 3 um (ties: F1 at IoU 0.5) on "
             "the NuInsSeg validation organs (benchmarks/bench_seg_accuracy_nuinsseg.py choose "
-            "--write-choice, or apply-choice over several choose runs), with the inference options in 'options' (stain_norm, tta, mpp: the model's "
+            "--write-choice, or apply-choice over several choose runs), with the inference options in "
+            "'options' (stain_norm, tta, mpp: the model's "
             "defaults from then on); StarDist's own optimize_thresholds gave previous_prob / previous_nms",
         det_f1=best["det_f1"], f1=best["f1"], pq=best["pq"], previous_prob=th.get("prob"),
         previous_nms=th.get("nms"), options=opts, command=cmd)
@@ -212,7 +213,8 @@ def cmd_choose(args, data: Path) -> int:
                     kw["nms_thresh"] = float(nt)
                 preds = [be.postprocess(r, **kw)[0] for r in raws]
                 m = _instance_tally(zip(Y, preds), mpp=NUINSSEG_MPP)
-                row = dict(model=str(model), options=_backend_options(args, record=True), prob_thresh=pt, nms_thresh=nt, model_prob_thresh=be.prob_thresh,
+                row = dict(model=str(model), options=_backend_options(args, record=True), prob_thresh=pt,
+                           nms_thresh=nt, model_prob_thresh=be.prob_thresh,
                            model_nms_thresh=be.nms_thresh, predict_seconds=round(t_pred, 1), **m)
                 rows.append(row)
                 print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}),
