@@ -167,6 +167,9 @@ def test_nuclei_records_the_stain_option(keras_home):
                        mask="all")
     assert len(df) > 10
     assert df.attrs["calibration"]["stain_source"]["method"] == "macenko"
+    params = df.attrs["backend_params"]  # the settings the backend ran with, card defaults included
+    assert params["stain_norm"] == "macenko" and params["tta"] == 8 and params["mpp"] == 0.42
+    assert params["prob_thresh"] == 0.3 and params["nms_thresh"] == 0.3
 
 
 def test_cli_segment_with_stain_norm(keras_home, tmp_path, capsys):
