@@ -110,19 +110,99 @@ def _segment_all(backend, X, mpp):
     return out, time.perf_counter() - t0
 
 
+def _backend_options(args, record: bool = False) -> dict:
+    """The StarDist backend options under study (``--tta``, ``--model-mpp``, ``--stain-norm``); only those
+    given (``record``: for the result rows, with the thread count left out)."""
+    kw = {} if record else {"n_threads": args.threads}
+    if args.tta is not None:
+        kw["tta"] = args.tta
+    if args.model_mpp is not None:
+        kw["mpp"] = args.model_mpp
+    if args.stain_norm is not None:
+        kw["stain_norm"] = None if args.stain_norm == "none" else args.stain_norm
+    return kw
+
+
+STAIN_SHIFT = dict(scale=0.5, shift=0.1, vector=0.1, seed=1234)
+
+
+def stain_shifted(X):
+    """The validation images re-stained as by another laboratory: ``hed_jitter`` (the training stain
+    augmentation) at twice its density range and stain-vector noise (``STAIN_SHIFT``), one
+    draw per image from a fixed seed.  A label-free stand-in for a new scanner / stain batch that uses no test
+    image: the stain-normalisation options are compared on it as well as on the original colours."""
+    from train_stardist_models import hed_jitter
+
+    rng = np.random.default_rng(STAIN_SHIFT["seed"])
+    kw = {k: v for k, v in STAIN_SHIFT.items() if k != "seed"}
+    return [hed_jitter(x, rng, **kw) for x in X]
+
+
+def _write_choice(best: dict, cmd: str) -> None:
+    """Write a ``choose`` row (thresholds and inference options) into its model folder: ``thresholds.json``
+    and ``tissuegraph.json`` (``thresholds_choice``, and ``stain_norm`` / ``tta`` / ``mpp`` when chosen)."""
+    import tissuegraph as tg
+
+    folder = tg.seg.load_stardist(best["model"]).folder
+    th_path, info_path = folder / "thresholds.json", folder / "tissuegraph.json"
+    th = json.loads(th_path.read_text())
+    info = json.loads(info_path.read_text())
+    prob = best["model_prob_thresh"] if best["prob_thresh"] == "model" else float(best["prob_thresh"])
+    nms = best["model_nms_thresh"] if best["nms_thresh"] == "model" else float(best["nms_thresh"])
+    opts = best.get("options", {})
+    info["thresholds_choice"] = dict(
+        how="the (prob, nms) threshold with the best detection F1 within 3 um (ties: F1 at IoU 0.5) on "
+            "the NuInsSeg validation organs (benchmarks/bench_seg_accuracy_nuinsseg.py choose "
+            "--write-choice, or apply-choice over several choose runs), with the inference options in "
+            "'options' (stain_norm, tta, mpp: the model's "
+            "defaults from then on); StarDist's own optimize_thresholds gave previous_prob / previous_nms",
+        det_f1=best["det_f1"], f1=best["f1"], pq=best["pq"], previous_prob=th.get("prob"),
+        previous_nms=th.get("nms"), options=opts, command=cmd)
+    if "stain_norm" in opts:
+        info["stain_norm"] = opts["stain_norm"]
+    if "tta" in opts:
+        info["tta"] = int(opts["tta"])
+    if "mpp" in opts and float(opts["mpp"]) != float(info.get("mpp", opts["mpp"])):
+        info.setdefault("mpp_trained_as", info.get("mpp"))
+        info["mpp"] = float(opts["mpp"])
+    th_path.write_text(json.dumps({**th, "prob": float(prob), "nms": float(nms)}))
+    info_path.write_text(json.dumps(info, indent=2))
+    print(f"wrote prob={prob} nms={nms} into {folder}", flush=True)
+
+
+def cmd_apply_choice(args) -> int:
+    """The best row over several ``choose`` result files (the same rule: detection F1 within 3 µm, ties F1 at
+    IoU 0.5), written into its model folder; files scored on stain-shifted or re-scaled images are refused."""
+    rows, cmds = [], []
+    for f in args.models:
+        d = json.loads(Path(f).read_text())
+        if d.get("stain_shift") or "--image-mpp" in d["command"]:
+            raise SystemExit(f"{f}: scored on stain-shifted or re-scaled images; not a choice file")
+        rows += [r for r in d["rows"] if r["model"] != "watershed"]
+        cmds.append(d["command"])
+    best = max(rows, key=lambda r: (round(r["det_f1"], 4), r["f1"]))
+    print("best:", json.dumps(best), flush=True)
+    _write_choice(best, "; ".join(cmds) + "; then python benchmarks/bench_seg_accuracy_nuinsseg.py apply-choice "
+                  + " ".join(Path(f).name for f in args.models))
+    return 0
+
+
 def cmd_choose(args, data: Path) -> int:
     import tissuegraph as tg
 
     organs = nuinsseg_split(nuinsseg_index(data), seed=args.seed)
     ids, X, Y = _nuinsseg(data, organs["val"], 5 if args.quick else None)
-    print(f"validation organs {organs['val']}: {len(ids)} images", flush=True)
+    if args.stain_shift:
+        X = stain_shifted(X)
+    print(f"validation organs {organs['val']}: {len(ids)} images" + " (stain-shifted)" * args.stain_shift,
+          flush=True)
     rows = []
     for model in args.models:
-        be = tg.seg.load_stardist(model, n_threads=args.threads)
+        be = tg.seg.load_stardist(model, **_backend_options(args))
         used = set(be.info.get("split", {}).get("train", []))
         assert not used & set(ids), "validation images were trained on"
         t0 = time.perf_counter()
-        raws = [be.predict(x, mpp=NUINSSEG_MPP) for x in X]
+        raws = [be.predict(x, mpp=args.image_mpp or NUINSSEG_MPP) for x in X]
         t_pred = time.perf_counter() - t0
         for pt in ["model"] + list(args.prob_thresh):
             for nt in ["model"] + list(args.nms_thresh):
@@ -133,37 +213,26 @@ def cmd_choose(args, data: Path) -> int:
                     kw["nms_thresh"] = float(nt)
                 preds = [be.postprocess(r, **kw)[0] for r in raws]
                 m = _instance_tally(zip(Y, preds), mpp=NUINSSEG_MPP)
-                row = dict(model=str(model), prob_thresh=pt, nms_thresh=nt, model_prob_thresh=be.prob_thresh,
+                row = dict(model=str(model), options=_backend_options(args, record=True), prob_thresh=pt,
+                           nms_thresh=nt, model_prob_thresh=be.prob_thresh,
                            model_nms_thresh=be.nms_thresh, predict_seconds=round(t_pred, 1), **m)
                 rows.append(row)
                 print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}),
                       flush=True)
-    ws, sec = _segment_all(_watershed(), X, NUINSSEG_MPP)
-    rows.append(dict(model="watershed", prob_thresh=None, nms_thresh=None, seconds=round(sec, 1),
-                     **_instance_tally(zip(Y, ws), mpp=NUINSSEG_MPP)))
-    print(json.dumps(rows[-1]), flush=True)
+    if not args.no_watershed:
+        ws, sec = _segment_all(_watershed(), X, NUINSSEG_MPP)
+        rows.append(dict(model="watershed", prob_thresh=None, nms_thresh=None, seconds=round(sec, 1),
+                         **_instance_tally(zip(Y, ws), mpp=NUINSSEG_MPP)))
+        print(json.dumps(rows[-1]), flush=True)
     best = max((r for r in rows if r["model"] != "watershed"), key=lambda r: (round(r["det_f1"], 4), r["f1"]))
     print("best:", json.dumps(best), flush=True)
     cmd = "python benchmarks/bench_seg_accuracy_nuinsseg.py " + " ".join(sys.argv[1:])
     out = Path(args.out or RESULTS / "seg_accuracy_nuinsseg_choice.json")
-    out.write_text(json.dumps(dict(command=cmd, val_organs=organs["val"], n_images=len(ids), rows=rows,
+    out.write_text(json.dumps(dict(command=cmd, val_organs=organs["val"], n_images=len(ids),
+                                   stain_shift=STAIN_SHIFT if args.stain_shift else None, rows=rows,
                                    best=best, load_avg=os.getloadavg()), indent=1))
     if args.write_choice:
-        folder = tg.seg.load_stardist(best["model"]).folder
-        th_path, info_path = folder / "thresholds.json", folder / "tissuegraph.json"
-        th = json.loads(th_path.read_text())
-        info = json.loads(info_path.read_text())
-        prob = best["model_prob_thresh"] if best["prob_thresh"] == "model" else float(best["prob_thresh"])
-        nms = best["model_nms_thresh"] if best["nms_thresh"] == "model" else float(best["nms_thresh"])
-        info["thresholds_choice"] = dict(
-            how="the (prob, nms) threshold with the best detection F1 within 3 um (ties: F1 at IoU 0.5) on "
-                "the NuInsSeg validation organs (benchmarks/bench_seg_accuracy_nuinsseg.py choose "
-                "--write-choice); StarDist's own optimize_thresholds gave previous_prob / previous_nms",
-            det_f1=best["det_f1"], f1=best["f1"], pq=best["pq"], previous_prob=th.get("prob"),
-            previous_nms=th.get("nms"), command=cmd)
-        th_path.write_text(json.dumps({**th, "prob": float(prob), "nms": float(nms)}))
-        info_path.write_text(json.dumps(info, indent=2))
-        print(f"wrote prob={prob} nms={nms} into {folder}", flush=True)
+        _write_choice(best, cmd)
     return 0
 
 
@@ -199,9 +268,11 @@ def cmd_report(args, data: Path) -> int:
 
     backends = []
     for model in ([] if args.watershed_only else args.models):
-        be = tg.seg.load_stardist(model, n_threads=args.threads)
+        be = tg.seg.load_stardist(model, **_backend_options(args))
         assert not set(be.info.get("split", {}).get("train", [])) & test_ids, "test organs were trained on"
-        backends.append((be.name if be.tta == 1 else f"{be.name} (tta {be.tta})", be))
+        extra = [f"tta {be.tta}"] * (be.tta != 1) + [f"stain {be.stain_norm}"] * bool(be.stain_norm) + \
+            [f"model at {be.mpp} µm/px"] * (args.model_mpp is not None or "mpp_trained_as" in be.info)
+        backends.append((be.name + (f" ({', '.join(extra)})" if extra else ""), be))
     if not args.no_watershed:
         backends.append(("watershed", _watershed()))
     rows = []
@@ -231,7 +302,11 @@ def cmd_merge(args) -> int:
     """Join the rows of several ``report`` result files (parts run in parallel, e.g. ``--sets``) into one,
     ordered by backend then set."""
     parts = [json.loads(Path(f).read_text()) for f in args.models]
-    rows = [r for part in parts for r in part["rows"]]
+    rows, seen = [], set()
+    for r in (r for part in parts for r in part["rows"]):  # one row per (backend, set): the first part's
+        if (r["backend"], r["dataset"]) not in seen:
+            seen.add((r["backend"], r["dataset"]))
+            rows.append(r)
     order = {name: i for i, name in enumerate(SETS)}
     names = list(dict.fromkeys(r["backend"] for r in rows if r["backend"] != "watershed")) + ["watershed"]
     rows.sort(key=lambda r: (names.index(r["backend"]), order.get(r["dataset"], 99)))
@@ -262,14 +337,25 @@ def _write_report(out: Path, meta: dict, rows: list, cmds: list) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["choose", "report", "merge"],
-                   help="merge: join report result files (given in place of MODELS) into --out")
+    p.add_argument("what", choices=["choose", "report", "merge", "apply-choice"],
+                   help="merge: join report result files (given in place of MODELS) into --out; apply-choice: "
+                        "write the best row of choose result files (given in place of MODELS) into its model")
     p.add_argument("models", nargs="*", default=["tg_nuinsseg_he"], help="StarDist model names or folders")
     p.add_argument("--data", default=None)
     p.add_argument("--seed", type=int, default=0, help="the organ split's seed (as the training recipe)")
     p.add_argument("--prob-thresh", type=float, nargs="*", default=[0.3, 0.4, 0.5, 0.6])
     p.add_argument("--nms-thresh", type=float, nargs="*", default=[])
     p.add_argument("--write-choice", action="store_true")
+    p.add_argument("--image-mpp", type=float, default=None,
+                   help="choose: the µm/px the NuInsSeg images are given to the model as (default: the "
+                        "assumed 0.25); e.g. 0.21 runs the model on them as if that were their pixel size")
+    p.add_argument("--stain-shift", action="store_true",
+                   help="choose: score on stain-shifted copies of the validation images (stain_shifted())")
+    p.add_argument("--tta", type=int, default=None, help="test-time augmentation (1, 2, 4, 8; default: the model's)")
+    p.add_argument("--model-mpp", type=float, default=None,
+                   help="run the model as if it worked at this µm/px (default: the model's own)")
+    p.add_argument("--stain-norm", default=None, choices=["none", "reinhard", "macenko"],
+                   help="stain normalisation to the model's training stain (default: the model's setting)")
     p.add_argument("--with-val", action="store_true", help="report: also the validation organs")
     p.add_argument("--no-watershed", action="store_true")
     p.add_argument("--quick", action="store_true", help="5 images per set")
@@ -278,8 +364,14 @@ def main(argv=None) -> int:
     p.add_argument("--sets", nargs="*", choices=SETS, default=None, help="report: only these sets (default all)")
     p.add_argument("--watershed-only", action="store_true", help="report: the watershed alone")
     args = p.parse_args(argv)
+    if args.write_choice and args.image_mpp is not None:
+        p.error("--write-choice is taken at the images' assumed µm/px, not --image-mpp")
+    if args.stain_shift and args.write_choice:
+        p.error("--write-choice takes the choice on the validation images' own colours, not --stain-shift")
     if args.what == "merge":
         return cmd_merge(args)
+    if args.what == "apply-choice":
+        return cmd_apply_choice(args)
     data = Path(args.data) if args.data else shared_data_dir()
     if not (data / "nuinsseg").is_dir():
         print(f"NuInsSeg not found under {data}; nothing to do")

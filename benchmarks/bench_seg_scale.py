@@ -5,7 +5,8 @@ more than 10%. Each measurement runs in a fresh subprocess so that peak RSS (ru_
 run alone. Synthetic slides are made once and cached in --workdir. ``watershed`` segments the H&E
 slide (tissue tiles only); ``stardist`` (the shipped fluorescence model ``tg_dsb2018_fluo``) segments the
 same slide turned into a one-channel haematoxylin image (every tile: fluorescence has no tissue mask);
-``stardist_he`` (the shipped H&E model ``tg_nuinsseg_he``, 0.5 µm/px) segments the RGB slide (tissue tiles);
+``stardist_he`` (the shipped H&E model ``tg_nuinsseg_he`` with its card's defaults: µm/px, tta) segments
+the RGB slide (tissue tiles);
 ``labels`` reads the slide's true instance-label pyramid (bring-your-own labels from another tool).
 MP/s is slide area over wall time. Peak memory is sampled by thread timing (two tiles in flight), so
 ``--repeats`` runs each measurement several times and the ratio uses the largest peak of each size.

@@ -17,6 +17,8 @@ The exact commands used for the shipped models are recorded in ``tissuegraph/seg
     python benchmarks/train_stardist_models.py nuinsseg --out RUN2 --init RUN_DIR/tg_nuinsseg_he --epochs 18
     python benchmarks/train_stardist_models.py nuinsseg --finalize RUN2/tg_nuinsseg_he --no-optimize \
         --log LOG LOG2 --trained-by "CMD1" "CMD2"
+    # the stain-normalisation references (Reinhard, Macenko) of the training organs' images, into the card
+    python benchmarks/train_stardist_models.py nuinsseg --stain-reference tissuegraph/seg/models/tg_nuinsseg_he
 
 Data: ``../shared/data/dsb2018/train`` (or ``$TISSUEGRAPH_SHARED_DATA/dsb2018/train``), never copied
 into the package.  The split is deterministic (see :func:`dsb_split`):
@@ -254,6 +256,30 @@ def load_nuinsseg(data: Path, folders, *, target_mpp: float | None = NUINSSEG_TR
     return ids, X, Y
 
 
+def write_stain_reference(folder: Path, *, data: Path, seed: int = 0, command: str = "") -> dict:
+    """Fit the Reinhard and Macenko stain references (:func:`tissuegraph.seg.fit_stain_reference`) on
+    the NuInsSeg images of the model's *training* organs (as recorded in its ``tissuegraph.json``, else
+    :func:`nuinsseg_split`), native resolution and colours, and store them as ``stain_targets``."""
+    import tissuegraph as tg
+
+    info_path = folder / "tissuegraph.json"
+    info = json.loads(info_path.read_text())
+    organs = info.get("split", {}).get("train_organs") or nuinsseg_split(nuinsseg_index(data), seed=seed)["train"]
+    ids, X, _ = load_nuinsseg(data, organs, target_mpp=None)
+    targets = {}
+    for method in ("reinhard", "macenko"):
+        t0 = time.perf_counter()
+        ref = tg.seg.fit_stain_reference(X, method=method, max_pixels=20000, seed=seed)
+        targets[method] = dict(ref, n_images=len(ids), seconds=round(time.perf_counter() - t0, 1))
+        print(method, json.dumps(targets[method]), flush=True)
+    info["stain_targets"] = dict(
+        targets, how=f"tg.seg.fit_stain_reference on the {len(ids)} NuInsSeg images of the {len(organs)} "
+                     "training organs (native resolution, original colours, 20000 random pixels per image, "
+                     f"seed {seed}); used by stain_norm='reinhard' / 'macenko'", command=command)
+    info_path.write_text(json.dumps(info, indent=2))
+    return targets
+
+
 def _largest_pieces(lab: np.ndarray) -> np.ndarray:
     from scipy import ndimage as ndi
 
@@ -464,6 +490,10 @@ def main(argv=None) -> int:
                    help="with --finalize: the training command(s) that made the folder, recorded in tissuegraph.json")
     p.add_argument("--no-optimize", action="store_true",
                    help="with --finalize: skip StarDist's threshold optimisation (prob 0.5, nms 0.4)")
+    p.add_argument("--stain-reference", default=None, metavar="FOLDER",
+                   help="nuinsseg: write the Reinhard and Macenko stain references of the training organs' "
+                        "images (native resolution, no jitter; tg.seg.fit_stain_reference, 20000 pixels per "
+                        "image, seed 0) into FOLDER's tissuegraph.json ('stain_targets')")
     args = p.parse_args(argv)
 
     import tissuegraph as tg
@@ -471,6 +501,13 @@ def main(argv=None) -> int:
 
     set_verbosity("INFO")
     cfg = CONFIGS[args.which]
+    if args.stain_reference:
+        if args.which != "nuinsseg":
+            p.error("--stain-reference is for nuinsseg")
+        write_stain_reference(Path(args.stain_reference), data=Path(args.data) if args.data else shared_data_dir(),
+                              seed=args.seed, command="python benchmarks/train_stardist_models.py " + " ".join(
+                                  sys.argv[1:] if argv is None else argv))
+        return 0
     if args.finalize:
         if args.which != "nuinsseg":
             p.error("--finalize is for nuinsseg")

@@ -131,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", type=int, default=None, choices=[1, 2, 4, 8],
                    help="--method stardist: average the maps over this many flips/transposes "
                         "(default: the model's own setting, else 1)")
+    p.add_argument("--stain-norm", default=None, choices=["none", "reinhard", "macenko"],
+                   help="--method stardist, H&E: map the image's colours onto the model's training stain "
+                        "first (Reinhard in L*a*b* or Macenko; the model stores the reference), or 'none' "
+                        "(default: the model's own setting, else none)")
     p.add_argument("--tile-size", type=int, default=1024, help="tile edge in working pixels (default: %(default)s)")
     _add_common(p)
 
@@ -221,6 +225,10 @@ def _cmd_segment(args) -> int:
         if args.method != "stardist":
             raise InputError(f"--tta applies to --method stardist, not --method {args.method}.")
         extra["tta"] = args.tta
+    if args.stain_norm is not None:
+        if args.method != "stardist":
+            raise InputError(f"--stain-norm applies to --method stardist, not --method {args.method}.")
+        extra["stain_norm"] = None if args.stain_norm == "none" else args.stain_norm
     if args.channel is not None:
         if args.method == "labels":
             raise InputError("--channel applies to --method auto, watershed or stardist, not labels.")

@@ -12,9 +12,11 @@ from ._byo import *  # noqa: F401,F403
 from ._points import *  # noqa: F401,F403
 from ._points import __all__ as _p
 from ._byo import __all__ as _b
+from ._stainnorm import *  # noqa: F401,F403
+from ._stainnorm import __all__ as _sn
 from ._backends import *  # noqa: F401,F403
 from ._backends import __all__ as _be
 from ._runner import *  # noqa: F401,F403
 from ._runner import __all__ as _r
 
-__all__ = [*_m, *_w, *_sd, *_t, *_b, *_p, *_be, *_r]
+__all__ = [*_m, *_w, *_sd, *_t, *_b, *_p, *_sn, *_be, *_r]

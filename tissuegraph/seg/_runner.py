@@ -433,7 +433,12 @@ def nuclei(slide_or_image, *, method: Any = "auto", model: Any = None, labels: A
                          n_tiles=len(grid), n_cut=n_cut, slide_size=list(slide.dimensions),
                          seconds=time.perf_counter() - t_start,
                          calibration=None if calibration is None else
-                         {k: np.asarray(v).tolist() for k, v in calibration.items()}))
+                         {k: np.asarray(v).tolist() for k, v in calibration.items()},
+                         # the settings the backend ran with (defaults from a model card included)
+                         backend_params={k: getattr(backend, k) for k in
+                                         ("mpp", "prob_thresh", "nms_thresh", "tta", "stain_norm")
+                                         if isinstance(getattr(backend, k, None), (int, float, str))
+                                         or (k == "stain_norm" and hasattr(backend, k))}))
     logger.info("%s: %d nuclei in %d tiles (%s, %.1fs)", sid, len(df), len(grid), backend.name,
                 df.attrs["seconds"])
     if labels_out is not None:

@@ -529,6 +529,16 @@ class StarDistBackend:
         transposes).  The maps are mapped back onto the original grid (rays permuted) before
         non-maximum suppression.  Costs ``tta`` x the network time.  Default: the model's ``tta`` in
         tissuegraph.json (chosen with its thresholds), else 1.
+    stain_norm
+        Stain normalisation of RGB (H&E) input to the model's training stain before anything else:
+        ``'reinhard'`` or ``'macenko'`` (see :func:`tissuegraph.seg.normalize_stain`), or ``None``.  The
+        reference is the model's ``stain_targets`` in tissuegraph.json (the statistics of its training
+        images) unless ``stain_target`` is given.  Each image is mapped from its own stain statistics, or,
+        with :meth:`calibrate` (the tiled runner), from those of the slide's calibration patches.
+        Default: the model's ``stain_norm`` in tissuegraph.json (chosen with its thresholds), else ``None``.
+    stain_target
+        A reference from :func:`tissuegraph.seg.fit_stain_reference` (e.g. of your own training images)
+        used instead of the model's; its method is used when ``stain_norm`` is not given.
     """
 
     def __init__(self, folder: str | os.PathLike, *, name: str | None = None, mpp: Any = "auto",
@@ -536,7 +546,8 @@ class StarDistBackend:
                  max_object_px: int | None = None, percentiles: Sequence[float] | None = None,
                  norm_range: Sequence[Any] | None = None, channel: int | None = None,
                  rgb_to: str | None = "auto", rgb_to_grey: bool = False, invert: bool = False,
-                 n_threads: int | None = None, tta: int | bool | None = None):
+                 n_threads: int | None = None, tta: int | bool | None = None,
+                 stain_norm: str | None = "auto", stain_target: dict | None = None):
         folder = Path(folder).expanduser().resolve()
         explicit_thresh = prob_thresh is not None and nms_thresh is not None
         self.config = _check_model_folder(folder, need_thresholds=not explicit_thresh)
@@ -608,6 +619,7 @@ class StarDistBackend:
             raise InputError(f"tta={tta} (transposes) needs a square grid and a number of rays divisible "
                              f"by 4; {self.name} has grid {self.grid} and {self.n_rays} rays. Use tta=4.")
         self.tta = int(tta)
+        self.stain_norm, self.stain_target = self._check_stain(stain_norm, stain_target)
         self._model = None
         self._lock = threading.Lock()
 
@@ -639,7 +651,8 @@ class StarDistBackend:
     def __repr__(self) -> str:
         return (f"StarDistBackend(name={self.name!r}, channels={self.n_channel_in}, mpp={self.mpp}, "
                 f"grid={self.grid}, prob_thresh={self.prob_thresh:.3g}, nms_thresh={self.nms_thresh:.3g}, "
-                f"max_object_px={self.max_object_px}, tta={self.tta}, folder='{self.folder}')")
+                f"max_object_px={self.max_object_px}, tta={self.tta}, stain_norm={self.stain_norm!r}, "
+                f"folder='{self.folder}')")
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -660,6 +673,48 @@ class StarDistBackend:
         if not 0 < value < 1:
             raise InputError(f"{name} must be in (0, 1), got {value}.")
         return value
+
+    def _check_stain(self, stain_norm, stain_target):
+        from ._stainnorm import STAIN_NORM_METHODS, _check_stats
+
+        if isinstance(stain_norm, str) and stain_norm == "auto":
+            stain_norm = stain_target["method"] if isinstance(stain_target, dict) and "method" in stain_target \
+                else self.info.get("stain_norm")
+        if stain_norm is None:
+            if stain_target is not None:
+                raise InputError("stain_target= is only used with stain_norm='reinhard' or 'macenko'.")
+            return None, None
+        if stain_norm not in STAIN_NORM_METHODS:
+            raise InputError(f"stain_norm must be None, 'auto' or one of {STAIN_NORM_METHODS}, got {stain_norm!r}.")
+        if self.n_channel_in != 3 and self.rgb_to is None:
+            raise InputError(f"stain_norm={stain_norm!r} maps RGB brightfield (H&E) images; {self.name} takes "
+                             f"{self.n_channel_in} channel(s) without an RGB conversion. Drop stain_norm.")
+        if stain_target is None:
+            stain_target = self.info.get("stain_targets", {}).get(stain_norm)
+            if stain_target is None:
+                raise InputError(
+                    f"Model {self.name} stores no {stain_norm!r} stain reference (tissuegraph.json "
+                    "'stain_targets'). Fit one on images like its training images with "
+                    f"tg.seg.fit_stain_reference(images, method={stain_norm!r}) and pass stain_target=, or drop "
+                    "stain_norm.", cli=f"Model {self.name} stores no {stain_norm!r} stain reference; drop "
+                                       "--stain-norm or use a model that has one (e.g. tg_nuinsseg_he).")
+        stain_target = _check_stats(stain_target, "stain_target")
+        if stain_target["method"] != stain_norm:
+            raise InputError(f"stain_target was fitted with method {stain_target['method']!r}, not "
+                             f"stain_norm={stain_norm!r}.")
+        return stain_norm, stain_target
+
+    def _stain(self, image: np.ndarray, calibration: dict | None = None) -> np.ndarray:
+        """``image`` mapped onto the model's training stain (only with :attr:`stain_norm`, RGB input)."""
+        if self.stain_norm is None:
+            return image
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] not in (3, 4) or _equal_colour_channels(image):
+            return image  # not colour: the channel checks that follow report what is wrong
+        from ._stainnorm import normalize_stain
+
+        source = (calibration or {}).get("stain_source")
+        return normalize_stain(image[..., :3], self.stain_target, source=source)
 
     def _check_norm_range(self, norm_range):
         if len(norm_range) != 2:
@@ -728,8 +783,9 @@ class StarDistBackend:
 
     # -- normalisation --------------------------------------------------------------------------------
     def percentile_range(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(low, high) intensities at :attr:`percentiles` of ``image`` (after channel selection)."""
-        x = self._to_model_channels(image)
+        """(low, high) intensities at :attr:`percentiles` of ``image`` (after stain normalisation and
+        channel selection)."""
+        x = self._to_model_channels(self._stain(image))
         if self.joint_channels:
             lo, hi = np.percentile(x, self.percentiles)
             return np.atleast_1d(np.float32(lo)), np.atleast_1d(np.float32(hi))
@@ -754,11 +810,23 @@ class StarDistBackend:
 
         Returns ``{'norm_low': ..., 'norm_high': ...}``: the :attr:`percentiles` of all patches'
         pixels together; pass it as ``calibration=`` to :meth:`segment` / :meth:`predict` so that
-        every tile of a slide is normalised alike (independent of the tile size).
+        every tile of a slide is normalised alike (independent of the tile size).  With
+        :attr:`stain_norm`, also ``'stain_source'``: the patches' pooled stain statistics, from which
+        every tile is mapped (percentiles then measured on the mapped patches).
         """
-        xs = [self._to_model_channels(p) for p in patches]
-        if not xs:
+        patches = list(patches)
+        if not patches:
             raise InputError("calibrate() needs at least one patch.")
+        extra = {}
+        if self.stain_norm is not None:
+            from ._stainnorm import stain_reference_of
+
+            rgb = [np.asarray(p)[..., :3] for p in patches
+                   if np.ndim(p) == 3 and np.shape(p)[2] in (3, 4) and not _equal_colour_channels(np.asarray(p))]
+            source = stain_reference_of(rgb, self.stain_norm) if rgb else None
+            if source is not None:
+                extra["stain_source"] = source
+        xs = [self._to_model_channels(self._stain(p, extra)) for p in patches]
         flat = np.concatenate([x.reshape(-1, x.shape[-1]) for x in xs], axis=0)
         if self.joint_channels:
             lo, hi = np.percentile(flat, self.percentiles)
@@ -768,11 +836,11 @@ class StarDistBackend:
         if np.any(hi <= lo):
             logger.warning("%s: the calibration patches are constant; falling back to per-tile "
                            "percentile normalisation.", self.name)
-            return {}
-        return {"norm_low": lo, "norm_high": hi}
+            return extra
+        return {"norm_low": lo, "norm_high": hi, **extra}
 
     def _calibrated_range(self, calibration: dict | None):
-        if not calibration:
+        if not calibration or ("stain_source" in calibration and "norm_low" not in calibration):
             return self.norm_range
         try:
             return self._check_norm_range((calibration["norm_low"], calibration["norm_high"]))
@@ -782,8 +850,9 @@ class StarDistBackend:
 
     def normalize(self, image: np.ndarray, *, calibration: dict | None = None) -> np.ndarray:
         """The network input: (H, W, n_channel_in) float32, normalised by ``calibration`` (see
-        :meth:`calibrate`), else :attr:`norm_range`, else the image's own percentiles."""
-        x = self._to_model_channels(image)
+        :meth:`calibrate`), else :attr:`norm_range`, else the image's own percentiles (after stain
+        normalisation with :attr:`stain_norm`)."""
+        x = self._to_model_channels(self._stain(image, calibration))
         norm_range = self._calibrated_range(calibration)
         if norm_range is not None:
             lo, hi = norm_range
