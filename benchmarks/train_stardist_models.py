@@ -490,6 +490,12 @@ def main(argv=None) -> int:
                    help="with --finalize: the training command(s) that made the folder, recorded in tissuegraph.json")
     p.add_argument("--no-optimize", action="store_true",
                    help="with --finalize: skip StarDist's threshold optimisation (prob 0.5, nms 0.4)")
+    p.add_argument("--add-dsb-brightfield", action="store_true",
+                   help="nuinsseg: also train on the DSB 2018 brightfield images of tg_dsb2018_he's train split "
+                        "(CC0; its 20 held-out images stay a test set)")
+    p.add_argument("--dsb-repeat", type=int, default=1,
+                   help="with --add-dsb-brightfield: how many times the DSB images (and their jittered copies) "
+                        "enter the training set (default 1)")
     p.add_argument("--stain-reference", default=None, metavar="FOLDER",
                    help="nuinsseg: write the Reinhard and Macenko stain references of the training organs' "
                         "images (native resolution, no jitter; tg.seg.fit_stain_reference, 20000 pixels per "
@@ -555,16 +561,32 @@ def main(argv=None) -> int:
         for _ in range(cfg["stain_copies"]):
             X += [hed_jitter(x, rng) for x in X0]
             Y += list(Y0)
+        dsb_note, dsb_ids = "", []
+        if args.add_dsb_brightfield:
+            # the CC0 DSB 2018 brightfield images of tg_dsb2018_he's *train* split (its 20 held-out images
+            # stay a test set, its validation images are not used), native resolution (no pixel size is
+            # published), with the same HED jitter copies; validation stays the NuInsSeg validation organs
+            bsplit = dsb_split(dsb_index(data), "brightfield", seed=args.seed)
+            dsb_ids = bsplit["train"]
+            Xb, Yb = load_dsb(data, dsb_ids, "brightfield")
+            Xb = [np.repeat(x[..., None], 3, axis=-1) if x.ndim == 2 else x for x in Xb]
+            for _ in range(args.dsb_repeat):
+                X += list(Xb) + [hed_jitter(x, rng) for x in Xb for _ in range(cfg["stain_copies"])]
+                Y += list(Yb) + [y for y in Yb for _ in range(cfg["stain_copies"])]
+            dsb_note = (f"; + {len(dsb_ids)} DSB 2018 brightfield training images (tg_dsb2018_he's train split, "
+                        f"CC0, native resolution) x {args.dsb_repeat} with {cfg['stain_copies']} HED-jittered "
+                        "copies each")
         split = {"train_organs": organs["train"], "val_organs": organs["val"], "test_organs": organs["test"],
-                 "train": ids, "val": vids,
-                 "test": "nuinsseg images of test_organs (never used here); crchisto; dsb2018 brightfield"}
+                 "train": ids + dsb_ids, "val": vids,
+                 "test": "nuinsseg images of test_organs (never used here); crchisto; dsb2018 brightfield"
+                         + (" held-out 20 (dsb_split 'test')" if dsb_ids else "")}
         description = description.format(
             mpp=train_mpp, input="haematoxylin optical density (colour deconvolution)",
             origin=f"fine-tuned by tissuegraph from {Path(init).name} on" if init else "trained by tissuegraph on")
         data_note = (f"nuinsseg (NuInsSeg, CC BY 4.0), {len(ids)} images of {len(organs['train'])} organ "
                      f"folders, resampled from {NUINSSEG_MPP} (assumed) to {train_mpp} um/px, + "
                      f"{cfg['stain_copies']} HED-jittered copies each (hed_jitter, seed {args.seed + 7}); "
-                     f"validation: {len(vids)} images of the organ folders {organs['val']}")
+                     f"validation: {len(vids)} images of the organ folders {organs['val']}{dsb_note}")
     else:
         split = dsb_split(dsb_index(data), cfg["modality"], seed=args.seed)
         X, Y = load_dsb(data, split["train"], cfg["modality"])
