@@ -169,7 +169,8 @@ def test_nuclei_records_the_stain_option(keras_home):
     assert df.attrs["calibration"]["stain_source"]["method"] == "macenko"
     params = df.attrs["backend_params"]  # the settings the backend ran with, card defaults included
     assert params["stain_norm"] == "macenko" and params["tta"] == 8 and params["mpp"] == 0.42
-    assert params["prob_thresh"] == 0.3 and params["nms_thresh"] == 0.3
+    card = json.loads((FOLDER / "thresholds.json").read_text())  # the thresholds chosen with those options
+    assert params["prob_thresh"] == card["prob"] and params["nms_thresh"] == card["nms"]
 
 
 def test_cli_segment_with_stain_norm(keras_home, tmp_path, capsys):

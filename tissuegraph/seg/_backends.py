@@ -101,10 +101,11 @@ def _best_method(modality: str, model: Any) -> str:
     from ._stardist import default_model_available
 
     # fluorescence: the shipped tg_dsb2018_fluo model beats the watershed (DSB held-out F1 0.89 vs 0.86).
-    # H&E: the shipped tg_nuinsseg_he beats it on NuInsSeg's held-out organs (F1@0.5 0.62 vs 0.45) and DSB
-    # brightfield (0.60 vs 0.55) but not on CRCHisto (detection F1 0.618 vs 0.648 with its validation-chosen
-    # inference options tta 8 / 0.42 µm/px; 0.624 before them; stain normalisation was not adopted) nor the
-    # synthetic slide (0.942 vs 0.980), so the watershed stays the H&E default (seg_accuracy_nuinsseg.md);
+    # H&E: the shipped tg_nuinsseg_he (77 epochs) beats it on NuInsSeg's held-out organs (F1@0.5 0.66 vs 0.45)
+    # and DSB brightfield (0.61 vs 0.55) but not on CRCHisto (detection F1 0.587 vs 0.648 with its
+    # validation-chosen inference options tta 8 / 0.42 µm/px; 0.618 after 27 epochs; stain normalisation was
+    # not adopted) nor the synthetic slide (0.918 vs 0.980), so the watershed stays the H&E default
+    # (seg_accuracy_nuinsseg.md);
     # method='stardist' uses the H&E model
     if modality in ("he", "h&e", "brightfield", "rgb"):
         return "watershed"
