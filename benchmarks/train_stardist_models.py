@@ -420,8 +420,10 @@ def finalize_nuinsseg(folder: Path, *, data: Path, seed: int, log: Path | list[P
     _write_nuinsseg_provenance(folder, data=data, seed=seed, command=command)
 
 
-def _write_nuinsseg_provenance(folder: Path, *, data: Path, seed: int, command: str) -> None:
-    """Training data note, split, command and licence/citation into tissuegraph.json."""
+def _write_nuinsseg_provenance(folder: Path, *, data: Path, seed: int, command: str, dsb_ids=(),
+                               dsb_note: str = "") -> None:
+    """Training data note, split, command and licence/citation into tissuegraph.json (``dsb_ids`` /
+    ``dsb_note``: the DSB 2018 brightfield images added with ``--add-dsb-brightfield``, kept in the split)."""
     from tissuegraph.seg._stardist import TG_INFO_FILE
 
     cfg = CONFIGS["nuinsseg"]
@@ -431,7 +433,7 @@ def _write_nuinsseg_provenance(folder: Path, *, data: Path, seed: int, command: 
     info["training"]["data"] = (
         f"nuinsseg (NuInsSeg, CC BY 4.0): the images of {len(organs['train'])} organ folders, resampled from "
         f"{NUINSSEG_MPP} (assumed) to {cfg['mpp']} um/px, + {cfg['stain_copies']} HED-jittered copies each "
-        f"(hed_jitter, seed {seed + 7}); validation: the organ folders {organs['val']}")
+        f"(hed_jitter, seed {seed + 7}); validation: the organ folders {organs['val']}{dsb_note}")
     info["training"]["command"] = command
     info["split"] = {
         "by": "organ folder (one slide each)",
@@ -442,6 +444,12 @@ def _write_nuinsseg_provenance(folder: Path, *, data: Path, seed: int, command: 
     }
     info["licence"] = {"weights": "CC BY 4.0 (trained on NuInsSeg, CC BY 4.0; see LICENSE.md in this folder)",
                        "data": "NuInsSeg, CC BY 4.0", "citation": NUINSSEG_CITATION}
+    if len(dsb_ids):
+        held = dsb_split(dsb_index(data), "brightfield", seed=seed)["test"]
+        info["split"]["train"] = info["split"]["train"] + sorted(dsb_ids)
+        info["split"]["dsb_brightfield_train"] = sorted(dsb_ids)
+        info["split"]["dsb_brightfield_test"] = list(held)
+        info["licence"]["data"] += "; DSB 2018 stage 1 brightfield images (BBBC038), CC0"
     (folder / TG_INFO_FILE).write_text(json.dumps(info, indent=2))
 
 
@@ -583,6 +591,9 @@ def main(argv=None) -> int:
         description = description.format(
             mpp=train_mpp, input="haematoxylin optical density (colour deconvolution)",
             origin=f"fine-tuned by tissuegraph from {Path(init).name} on" if init else "trained by tissuegraph on")
+        if dsb_ids:
+            description += (f" Also trained on {len(dsb_ids)} DSB 2018 stage-1 brightfield images (BBBC038, CC0; "
+                            "native resolution, no pixel size published).")
         data_note = (f"nuinsseg (NuInsSeg, CC BY 4.0), {len(ids)} images of {len(organs['train'])} organ "
                      f"folders, resampled from {NUINSSEG_MPP} (assumed) to {train_mpp} um/px, + "
                      f"{cfg['stain_copies']} HED-jittered copies each (hed_jitter, seed {args.seed + 7}); "
@@ -617,7 +628,8 @@ def main(argv=None) -> int:
     info["split"] = {k: v for k, v in split.items()}
     info_path.write_text(json.dumps(info, indent=2))
     if args.which == "nuinsseg":
-        _write_nuinsseg_provenance(backend.folder, data=data, seed=args.seed, command=info["training"]["command"])
+        _write_nuinsseg_provenance(backend.folder, data=data, seed=args.seed, command=info["training"]["command"],
+                                   dsb_ids=dsb_ids, dsb_note=dsb_note)
     print(f"done in {time.time() - t0:.0f} s: {backend}", flush=True)
     return 0
 

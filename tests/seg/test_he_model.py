@@ -14,15 +14,20 @@ from tissuegraph.seg._stardist import SHIPPED_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 FOLDER = SHIPPED_DIR / "tg_nuinsseg_he"
+# the same recipe with the CC0 DSB 2018 brightfield images added in its last run (an option, not a default)
+DSB_FOLDER = SHIPPED_DIR / "tg_nuinsseg_dsb_he"
+CARDS = pytest.mark.parametrize("folder", [FOLDER, DSB_FOLDER], ids=lambda f: f.name)
 
 
-def test_shipped_folder_is_small_with_licence_and_citation():
-    files = {p.name for p in FOLDER.iterdir()}
+@CARDS
+def test_shipped_folder_is_small_with_licence_and_citation(folder):
+    files = {p.name for p in folder.iterdir()}
     assert {"config.json", "weights_best.h5", "thresholds.json", "tissuegraph.json", "LICENSE.md"} <= files
-    assert sum(p.stat().st_size for p in FOLDER.iterdir()) < 8e6
-    lic = (FOLDER / "LICENSE.md").read_text()
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 8e6
+    lic = (folder / "LICENSE.md").read_text()
     assert "CC BY 4.0" in lic and "10.1038/s41597-024-03117-2" in lic and "Mahbod" in lic
-    info = json.loads((FOLDER / "tissuegraph.json").read_text())
+    assert lic.startswith(f"# {folder.name}:")
+    info = json.loads((folder / "tissuegraph.json").read_text())
     # trained on NuInsSeg resampled to 0.5 µm/px (at the assumed 0.25); run at 0.42 (chosen on the validation
     # organs; what a true NuInsSeg pixel of 0.21 µm implies)
     assert info["mpp_trained_as"] == 0.5 and info["mpp"] == 0.42
@@ -33,12 +38,24 @@ def test_shipped_folder_is_small_with_licence_and_citation():
     assert not (organs[0] & organs[1]) and not (organs[0] & organs[2]) and not (organs[1] & organs[2])
     ids = [set(split[k]) for k in ("train", "val", "test")]
     assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
-    assert "tg_nuinsseg_he" in tg.seg.stardist_models()
+    assert tg.seg.stardist_models()[folder.name] == "shipped"
 
 
-def test_training_record_is_consistent():
+def test_dsb_mix_card_names_its_dsb_images_and_keeps_the_held_out_ones_out():
+    info = json.loads((DSB_FOLDER / "tissuegraph.json").read_text())
+    split, train = info["split"], set(info["split"]["train"])
+    dsb_train, dsb_test = set(split["dsb_brightfield_train"]), set(split["dsb_brightfield_test"])
+    assert len(dsb_train) == 78 and len(dsb_test) == 20 and dsb_train <= train and not dsb_test & train
+    assert "CC0" in info["licence"]["data"] and "DSB" in info["description"]
+    assert "DSB" in (DSB_FOLDER / "LICENSE.md").read_text()
+    # the default H&E model stays the NuInsSeg-only one (chosen on the validation organs)
+    assert tg.seg.load_stardist(modality="he").name == "tg_nuinsseg_he"
+
+
+@CARDS
+def test_training_record_is_consistent(folder):
     """The card's loss history, epoch counts and chosen thresholds agree with each other and the folder."""
-    info = json.loads((FOLDER / "tissuegraph.json").read_text())
+    info = json.loads((folder / "tissuegraph.json").read_text())
     tr = info["training"]
     n = len(tr["val_loss"])
     assert n == len(tr["loss"]) == tr["epochs"] and 0 < n <= tr["epochs_planned"]
@@ -47,13 +64,13 @@ def test_training_record_is_consistent():
     # weights_best.h5 is the best validation loss of the last run (a continued run starts a fresh record)
     last = tr["val_loss"][n - per_run[-1]:]
     assert tr["best_epoch"] == n - per_run[-1] + 1 + int(np.argmin(last))
-    th = json.loads((FOLDER / "thresholds.json").read_text())
+    th = json.loads((folder / "thresholds.json").read_text())
     chosen = info["thresholds_choice"]
     assert 0 < th["prob"] < 1 and 0 < th["nms"] < 1 and 0 < chosen["det_f1"] <= 1
     assert "choose" in chosen["command"] and ("--write-choice" in chosen["command"]
                                               or "apply-choice" in chosen["command"])
     # the inference options chosen with the thresholds are the model's defaults
-    be = tg.seg.load_stardist(FOLDER)
+    be = tg.seg.load_stardist(folder)
     opts = chosen.get("options", {})
     assert be.tta == opts.get("tta", 1) and be.stain_norm == opts.get("stain_norm")
     assert be.mpp == opts.get("mpp", info["mpp"]) == info["mpp"]
@@ -146,3 +163,20 @@ def test_scale_jitter_keeps_image_and_labels_aligned_and_mirrors_separate():
 
 def _touches_border(mask: np.ndarray) -> bool:
     return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+
+
+@pytest.mark.shared_data
+def test_recipe_provenance_keeps_added_dsb_images(shared_data, tmp_path):
+    """--add-dsb-brightfield: the card's split lists the DSB images trained on (and the 20 held out) and the
+    licence names their CC0 source, so reports can refuse to score a model on images it was trained on."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from train_stardist_models import _write_nuinsseg_provenance, dsb_index, dsb_split
+
+    (tmp_path / "tissuegraph.json").write_text(json.dumps({"training": {}}))
+    ids = dsb_split(dsb_index(shared_data), "brightfield", seed=0)["train"][:3]
+    _write_nuinsseg_provenance(tmp_path, data=shared_data, seed=0, command="cmd", dsb_ids=ids, dsb_note="; + 3 DSB")
+    info = json.loads((tmp_path / "tissuegraph.json").read_text())
+    train = set(info["split"]["train"])
+    assert set(ids) <= train and info["split"]["dsb_brightfield_train"] == sorted(ids)
+    assert len(info["split"]["dsb_brightfield_test"]) == 20 and not set(info["split"]["dsb_brightfield_test"]) & train
+    assert info["training"]["data"].endswith("; + 3 DSB") and "CC0" in info["licence"]["data"]
