@@ -17,6 +17,10 @@ The exact commands used for the shipped models are recorded in ``tissuegraph/seg
     python benchmarks/train_stardist_models.py nuinsseg --out RUN2 --init RUN_DIR/tg_nuinsseg_he --epochs 18
     python benchmarks/train_stardist_models.py nuinsseg --finalize RUN2/tg_nuinsseg_he --no-optimize \
         --log LOG LOG2 --trained-by "CMD1" "CMD2"
+    # run 3 (the shipped 77-epoch weights): 50 more epochs x 100 steps from the 27-epoch weights; with
+    # --add-dsb-brightfield --dsb-repeat 2 also on tg_dsb2018_he's CC0 train split (= tg_nuinsseg_dsb_he)
+    python benchmarks/train_stardist_models.py nuinsseg --out RUN3 --init tissuegraph/seg/models/tg_nuinsseg_he \
+        --epochs 50 --steps 100 --threads 1 [--add-dsb-brightfield --dsb-repeat 2]
     # the stain-normalisation references (Reinhard, Macenko) of the training organs' images, into the card
     python benchmarks/train_stardist_models.py nuinsseg --stain-reference tissuegraph/seg/models/tg_nuinsseg_he
 
