@@ -162,6 +162,26 @@ def test_regression_on_spot_expression_in_obsm_or_X():
     assert {m for m in r3["metric"]} == {"pearson_r", "pearson_r:gene1", "pearson_r:gene2"}
 
 
+def test_regression_flags_a_representation_wider_than_its_training_rows():
+    """The HEST ridge (PCA 256 + weak ridge) interpolates the training rows when a representation has at least
+    as many columns as a training fold has rows: flagged for that representation only."""
+    import anndata as ad
+
+    rng = np.random.default_rng(1)
+    n = 100
+    a = ad.AnnData(obs=pd.DataFrame({"patient": [f"p{i % 10}" for i in range(n)]}, index=[str(i) for i in range(n)]))
+    a.obsm["X_narrow"] = rng.normal(size=(n, 6)).astype(np.float32)
+    a.obsm["X_wide"] = rng.normal(size=(n, 90)).astype(np.float32)
+    a.obsm["expression"] = a.obsm["X_narrow"][:, :3] + 0.1 * rng.normal(size=(n, 3))
+    tg.eval.evaluate(a, label_key="expression", task="regression", group_key="patient", diagnostics=False,
+                     similarity=False, baseline=None, **FAST)
+    ev = a.uns["tg_eval"]
+    n_min = int(ev["splits"]["n_train"].min())  # grouped folds of 10 patients x 10 spots
+    assert 6 < n_min <= 90
+    flags = [f for f in ev["flags"] if "training rows" in f]
+    assert len(flags) == 1 and flags[0].startswith(f"X_wide: 90 columns for as few as {n_min} training rows")
+
+
 def test_input_errors_name_the_problem():
     a = make_samples(n=120)
     with pytest.raises(InputError, match="nonexistent"):

@@ -22,7 +22,7 @@ from .._anndata import _plain
 from .._errors import InputError
 from .._logging import logger, progress
 from .._settings import settings
-from ._protocols import (HEADLINE, classification_split, clustering_split, regression_split,
+from ._protocols import (HEADLINE, HEST_COMPONENTS, classification_split, clustering_split, regression_split,
                          retrieval_split)
 from ._similarity import knn_indices, knn_overlap, linear_cka
 from ._splits import make_splits
@@ -308,6 +308,25 @@ def _storable(v: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------------------- main
+def _underdetermined_ridge_flags(plans, widths: Mapping[str, int], n_components: int = HEST_COMPONENTS
+                                 ) -> list[str]:
+    """Flags for the HEST ridge where a representation has at least as many columns as the smallest
+    training fold has rows (and that is within the PCA's ``n_components``): PCA then keeps every direction of
+    the training rows and the ridge, whose alpha is ``100 / (components x targets)``, barely regularises, so
+    the fit interpolates the training rows and a low test score can be overfitting, not missing information
+    (HEST's own sets have thousands of spots per fold)."""
+    n_train = [len(s.train) for kind, _, _, splits in plans if kind != "categorical" for s in splits]
+    if not n_train:
+        return []
+    n_min = min(n_train)
+    if n_min > n_components:
+        return []
+    return [f"{r}: {w} columns for as few as {n_min} training rows: the HEST ridge's PCA keeps every direction of "
+            f"the training rows and its ridge barely regularises, so this regression score can reflect "
+            f"overfitting rather than missing information (fewer samples than HEST's {n_components} components)."
+            for r, w in widths.items() if w >= n_min]
+
+
 def evaluate(samples, *, label_key: str | Sequence[str], reps: str | Sequence[str] | None = None,
              task: str | Sequence[str] = "classification", group_key: str | None = None, n_splits: int = 5,
              seeds: Sequence[int] = (0, 1, 2), baseline: str | None = "X_structural", targets=None,
@@ -579,6 +598,7 @@ def evaluate(samples, *, label_key: str | Sequence[str], reps: str | Sequence[st
     for r, (X, has_nan) in arrays.items():
         if has_nan:
             flags.append(f"{r}: missing values imputed with training-fold column medians.")
+    flags += _underdetermined_ridge_flags(plans, {r: X.shape[1] for r, (X, _) in arrays.items()})
 
     def n_groups(idx, part):
         return int(len(np.unique(groups_all[idx][part]))) if groups_all is not None else len(part)

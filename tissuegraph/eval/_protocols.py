@@ -162,8 +162,11 @@ def pearson_columns(Y: np.ndarray, P: np.ndarray) -> np.ndarray:
     return r
 
 
+HEST_COMPONENTS = 256  # the HEST-Benchmark's PCA width before the ridge
+
+
 def regression_split(X: np.ndarray, Y: np.ndarray, train: np.ndarray, test: np.ndarray, *, target_names,
-                     has_nan: bool, seed: int, n_components: int = 256) -> list[tuple[str, str, float]]:
+                     has_nan: bool, seed: int, n_components: int = HEST_COMPONENTS) -> list[tuple[str, str, float]]:
     """The HEST-Benchmark protocol on one split.
 
     As in HEST (``hest/bench/benchmark.py`` and ``trainer.py``): standardise, PCA to
