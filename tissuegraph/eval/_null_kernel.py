@@ -147,7 +147,9 @@ mask_of = _jit(_mask_of)
 
 def _refill(lanes, jump, buf):  # pragma: no cover - compiled
     # the next 4 * (len(buf) // 8) PCG64 outputs, as 32-bit halves (low first), from 4 interleaved lanes;
-    # each lane is then advanced by 4 steps (state = state * A + C mod 2**128, A = multiplier**4)
+    # each lane is then advanced by 4 steps (state = state * A + C mod 2**128, A = multiplier**4).
+    # The four lanes are written out by hand, not looped over an array: their states stay scalar locals
+    # (registers) and the four independent 128-bit multiplications overlap; this repetition is the speed.
     M32 = np.uint64(0xFFFFFFFF)
     s32 = np.uint64(32)
     s58 = np.uint64(58)
